@@ -1,0 +1,609 @@
+"""DS-Net: Dual-stream Network for Visual Recognition (Mao et al., NeurIPS 2021, arXiv 2105.14734).
+
+Read top to bottom: attention primitive, the two modules of the paper (Intra-scale Propagation,
+Inter-scale Alignment), the DS-Block, the backbone, then conversion of the public checkpoints.
+
+The computation is the public reference's (a timm/DeiT port and PaddleClas agree to 0.1 M params),
+operation for operation, so converted reference weights give the same outputs. What differs is
+only how it runs: fused attention (``F.scaled_dot_product_attention``), any input size, and
+parameter names that say what they are (``convert_dsnet_reference`` maps the reference names).
+"""
+import copy
+import re
+import warnings
+from collections import OrderedDict
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmengine.logging import MMLogger
+from mmengine.model import BaseModule
+from mmengine.model.weight_init import trunc_normal_
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ...utils import DropPath, load_checkpoint_strict
+
+# --------------------------------------------------------------------------------------------
+# Attention
+# --------------------------------------------------------------------------------------------
+
+
+def multi_head_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.,
+                         fused: bool = True) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v over (B, heads, N, d) tensors.
+
+    ``fused=True`` calls ``F.scaled_dot_product_attention``, which never materialises the
+    (Nq x Nk) matrix on backends with flash / memory-efficient kernels: at 800 x 1333 the
+    stage-1 co-attention is 66,800 x 1,050 per head. ``fused=False`` is the explicit reference
+    computation, kept for checking, FLOP counting and backends without fused kernels.
+    """
+    if fused:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+    attn = (q @ k.transpose(-2, -1)) * q.shape[-1]**-0.5
+    attn = attn.softmax(dim=-1)
+    if dropout_p > 0:
+        attn = F.dropout(attn, dropout_p)
+    return attn @ v
+
+
+def split_heads(qkv: torch.Tensor, num_heads: int):
+    """(B, N, 3C) laid out [q | k | v] -> three (B, heads, N, C / heads) tensors."""
+    B, N, C3 = qkv.shape
+    qkv = qkv.reshape(B, N, 3, num_heads, C3 // (3 * num_heads)).permute(2, 0, 3, 1, 4)
+    return qkv.unbind(0)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """(B, heads, N, d) -> (B, N, heads * d)."""
+    B, h, N, d = x.shape
+    return x.transpose(1, 2).reshape(B, N, h * d)
+
+
+def to_tokens(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, H*W, C)."""
+    return x.flatten(2).transpose(1, 2)
+
+
+def to_map(t: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
+    """(B, H*W, C) -> (B, C, H, W)."""
+    return t.transpose(1, 2).reshape(t.shape[0], t.shape[2], hw[0], hw[1])
+
+
+def global_grid(hw: Tuple[int, int], ratio: int) -> Tuple[int, int]:
+    """Size of the global stream: the reference's H // ratio, never below 1 x 1."""
+    return max(1, hw[0] // ratio), max(1, hw[1] // ratio)
+
+
+class _AttentionModule(nn.Module):
+    """Holds the switch between fused and explicit attention (see ``DSNet.set_fused_attention``)."""
+    fused_attn = True
+
+    def _attend(self, q, k, v):
+        p = self.attn_drop if self.training else 0.
+        return multi_head_attention(q, k, v, p, self.fused_attn)
+
+
+# --------------------------------------------------------------------------------------------
+# The two modules of the paper
+# --------------------------------------------------------------------------------------------
+
+
+class IntraScalePropagation(_AttentionModule):
+    """Intra-scale Propagation: the two streams, each at its own scale.
+
+    The input channels are split in half. The first half (global) is resized to
+    ``H // global_ratio`` and goes through multi-head self-attention on those few tokens; the
+    second half (local) stays at full resolution and goes through a depthwise 3x3 conv.
+
+    Args:
+        channels (int): width of each stream (half the block width).
+        num_heads (int): heads of the global self-attention.
+        global_ratio (int): downsampling of the global stream relative to this stage's map.
+        attn_drop (float): attention dropout (the reference hard-codes 0.1).
+    """
+
+    def __init__(self, channels: int, num_heads: int, global_ratio: int, attn_drop: float = 0.1):
+        super().__init__()
+        self.num_heads = num_heads
+        self.global_ratio = global_ratio
+        self.attn_drop = attn_drop
+        self.local_norm = nn.BatchNorm2d(channels)
+        self.local_conv = nn.Conv2d(channels, channels, 3, padding=1, groups=channels)
+        self.global_norm = nn.LayerNorm(channels)
+        # q, k, v straight from the normed tokens; the reference has no output projection here.
+        self.global_qkv = nn.Linear(channels, 3 * channels)
+
+    def forward(self, local: torch.Tensor, glob: torch.Tensor):
+        """local, glob: (B, C, H, W) -> local (B, C, H, W), global tokens (B, Hg*Wg, C), (Hg, Wg)."""
+        local = local + self.local_conv(self.local_norm(local))
+        grid = global_grid(local.shape[-2:], self.global_ratio)
+        if grid != tuple(glob.shape[-2:]):
+            glob = F.interpolate(glob, size=grid, mode='bilinear', align_corners=False)
+        tokens = to_tokens(glob)
+        q, k, v = split_heads(self.global_qkv(self.global_norm(tokens)), self.num_heads)
+        tokens = tokens + merge_heads(self._attend(q, k, v))
+        return local, tokens, grid
+
+
+class InterScaleAlignment(_AttentionModule):
+    """Inter-scale Alignment: co-attention between the streams, both directions.
+
+    Local queries attend to global keys/values and global queries attend to local keys/values,
+    with separate q/k/v projections per stream and a linear fusion per direction.
+
+    Args:
+        channels (int): width of each stream.
+        num_heads (int): attention heads (head dim = channels / num_heads).
+        attn_drop (float): attention dropout (the reference hard-codes 0.1).
+    """
+
+    def __init__(self, channels: int, num_heads: int, attn_drop: float = 0.1):
+        super().__init__()
+        self.num_heads = num_heads
+        self.attn_drop = attn_drop
+        self.local_norm = nn.BatchNorm2d(channels)
+        self.local_qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.global_norm = nn.LayerNorm(channels)
+        self.global_qkv = nn.Linear(channels, 3 * channels)
+        self.local_proj = nn.Linear(channels, channels)    # global -> local fusion
+        self.global_proj = nn.Linear(channels, channels)   # local -> global fusion
+
+    def forward(self, local: torch.Tensor, tokens: torch.Tensor):
+        """local (B, C, H, W), tokens (B, Ng, C) -> the same shapes, each informed by the other."""
+        hw = local.shape[-2:]
+        ql, kl, vl = split_heads(to_tokens(self.local_qkv(self.local_norm(local))), self.num_heads)
+        qg, kg, vg = split_heads(self.global_qkv(self.global_norm(tokens)), self.num_heads)
+        local_out = self.local_proj(merge_heads(self._attend(ql, kg, vg)))
+        global_out = self.global_proj(merge_heads(self._attend(qg, kl, vl)))
+        return local + to_map(local_out, hw), tokens + global_out
+
+
+class DualStreamMixer(nn.Module):
+    """The token mixer of a DS-Block: 1x1 conv, split into streams, Intra-scale Propagation,
+    Inter-scale Alignment, global stream back to full resolution, concat [local, global], 1x1 conv.
+
+    Shared by the backbone's ``DSBlock`` and the ``DSFPN`` neck.
+    """
+
+    def __init__(self, channels: int, num_heads: int, global_ratio: int, attn_drop: float = 0.1):
+        super().__init__()
+        assert channels % 2 == 0, f'a dual-stream mixer needs an even width, got {channels}'
+        half = channels // 2
+        assert half % num_heads == 0, f'{half} stream channels do not split into {num_heads} heads'
+        self.proj_in = nn.Conv2d(channels, channels, 1)
+        self.intra = IntraScalePropagation(half, num_heads, global_ratio, attn_drop)
+        self.inter = InterScaleAlignment(half, num_heads, attn_drop)
+        self.proj_out = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hw = x.shape[-2:]
+        glob, local = self.proj_in(x).chunk(2, dim=1)   # first half global, second local
+        local, tokens, grid = self.intra(local, glob)
+        local, tokens = self.inter(local, tokens)
+        glob = to_map(tokens, grid)
+        if grid != tuple(hw):
+            glob = F.interpolate(glob, size=hw, mode='bilinear', align_corners=False)
+        return self.proj_out(torch.cat([local, glob], dim=1))
+
+
+class ConvFFN(nn.Module):
+    """1x1 conv -> GELU -> 1x1 conv (the reference's ``CMlp``)."""
+
+    def __init__(self, channels: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Conv2d(channels, hidden, 1)
+        self.act = nn.GELU()
+        self.fc2 = nn.Conv2d(hidden, channels, 1)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class DSBlock(nn.Module):
+    """DS-Block: conditional position encoding, dual-stream mixer, ConvFFN, each residual.
+
+    Args:
+        channels (int): block width C (C/2 local, C/2 global).
+        num_heads (int): attention heads of each stream.
+        mlp_ratio (float): ConvFFN hidden width / C.
+        global_ratio (int): downsampling of the global stream relative to this stage.
+        drop_path (float): stochastic depth rate of this block.
+        attn_drop (float): attention dropout.
+        with_cp (bool): non-reentrant activation checkpointing of the whole block.
+    """
+
+    def __init__(self, channels: int, num_heads: int, mlp_ratio: float = 4., global_ratio: int = 2,
+                 drop_path: float = 0., attn_drop: float = 0.1, with_cp: bool = False):
+        super().__init__()
+        self.with_cp = with_cp
+        self.pos_embed = nn.Conv2d(channels, channels, 3, padding=1, groups=channels)
+        self.norm1 = nn.BatchNorm2d(channels)
+        self.mixer = DualStreamMixer(channels, num_heads, global_ratio, attn_drop)
+        self.norm2 = nn.BatchNorm2d(channels)
+        self.ffn = ConvFFN(channels, int(channels * mlp_ratio))
+        self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
+
+    def _forward(self, x):
+        x = x + self.pos_embed(x)
+        x = x + self.drop_path(self.mixer(self.norm1(x)))
+        return x + self.drop_path(self.ffn(self.norm2(x)))
+
+    def forward(self, x):
+        if self.with_cp and self.training and torch.is_grad_enabled():
+            return cp.checkpoint(self._forward, x, use_reentrant=False)
+        return self._forward(x)
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping strided conv; pads bottom/right so any size gives ceil(H / stride)."""
+
+    def __init__(self, in_channels: int, channels: int, stride: int):
+        super().__init__()
+        self.stride = stride
+        self.proj = nn.Conv2d(in_channels, channels, stride, stride=stride)
+
+    def forward(self, x):
+        H, W = x.shape[-2:]
+        pad_h, pad_w = -H % self.stride, -W % self.stride
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+        return self.proj(x)
+
+
+# --------------------------------------------------------------------------------------------
+# The backbone
+# --------------------------------------------------------------------------------------------
+
+
+class DSNet(BaseModule):
+    """DS-Net backbone (Dual-stream Network, NeurIPS 2021) for classification, detection and
+    segmentation.
+
+    One class serves all three: an mmpretrain ImageNet checkpoint loads into a detector with
+    ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.')``. Loading checks
+    coverage and fails loudly; it never starts from silently random weights.
+
+    Args:
+        arch (str | dict): ``'tiny'``, ``'small'``, ``'base'`` (or ``'t'``, ``'s'``, ``'b'``), or a
+            dict with ``channels``, ``depths``, ``num_heads`` (4 entries each), optionally
+            ``mlp_ratio``. Defaults to ``'small'``.
+        in_channels (int): input image channels. Defaults to 3.
+        global_ratios (Sequence[int]): per stage, how much the global stream is downsampled
+            relative to the stage's map. The reference uses (8, 4, 2, 2): 1/32 of the image in
+            stages 1-3 and 1/64 in stage 4; (8, 4, 2, 1) keeps 1/32 everywhere, as the paper
+            says. Weights do not depend on it.
+        out_indices (Sequence[int] | int): stages (0-3) whose maps are returned, at strides
+            4, 8, 16, 32. ``-1`` means the last. Defaults to ``(0, 1, 2, 3)``.
+        final_norm (bool): apply the classifier's BatchNorm (``norm``) to the stage-4 output.
+            Keep it True to reuse ImageNet weights unchanged. Defaults to True.
+        drop_path_rate (float): stochastic depth of the deepest block. Defaults to 0.1.
+        drop_path_schedule (str): ``'linear'`` over all blocks (standard), or ``'per_stage'``,
+            the reference's schedule that restarts in each stage. Defaults to ``'linear'``.
+        attn_drop_rate (float): attention dropout; the reference hard-codes 0.1.
+        frozen_stages (int): -1 freezes nothing, 0 the first patch embedding, i >= 1 patch
+            embeddings and blocks of stages 1..i (4 also freezes ``norm``). Frozen parts stay in
+            eval mode. Defaults to -1.
+        norm_eval (bool): keep every BatchNorm in eval mode while training (frozen statistics).
+            Defaults to False.
+        with_cp (bool): activation checkpointing per block (non-reentrant, DDP-safe).
+        fused_attn (bool): use ``F.scaled_dot_product_attention``; False runs the explicit
+            softmax(QK^T)V (for checking and FLOP counting). Defaults to True.
+        pretrained (str, optional): deprecated mmseg-style path; same as ``init_cfg``
+            Pretrained without prefix.
+        init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH, prefix='backbone.')``.
+            ``prefix`` selects and strips the keys under it (None: the file is a bare backbone or
+            a reference DS-Net / PaddleClas checkpoint, converted on the fly).
+    """
+    arch_zoo = {
+        **dict.fromkeys(['t', 'tiny'], {
+            'channels': [64, 128, 320, 512],
+            'depths': [2, 2, 4, 1],
+            'num_heads': [1, 2, 5, 8],
+            'mlp_ratio': 4.,
+        }),
+        **dict.fromkeys(['s', 'small'], {
+            'channels': [64, 128, 320, 512],
+            'depths': [3, 4, 8, 3],
+            'num_heads': [1, 2, 5, 8],
+            'mlp_ratio': 4.,
+        }),
+        **dict.fromkeys(['b', 'base'], {
+            'channels': [64, 128, 320, 512],
+            'depths': [3, 4, 28, 3],
+            'num_heads': [1, 2, 5, 8],
+            'mlp_ratio': 4.,
+        }),
+    }
+    num_stages = 4
+    strides = (4, 8, 16, 32)
+
+    def __init__(self,
+                 arch='small',
+                 in_channels: int = 3,
+                 global_ratios: Sequence[int] = (8, 4, 2, 2),
+                 out_indices=(0, 1, 2, 3),
+                 final_norm: bool = True,
+                 drop_path_rate: float = 0.1,
+                 drop_path_schedule: str = 'linear',
+                 attn_drop_rate: float = 0.1,
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 fused_attn: bool = True,
+                 pretrained: Optional[str] = None,
+                 init_cfg: Optional[dict] = None):
+        if pretrained is not None:
+            assert init_cfg is None, 'give either `pretrained` or `init_cfg`, not both'
+            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
+        super().__init__(init_cfg=init_cfg)
+
+        self.arch_settings = self._parse_arch(arch)
+        channels = self.arch_settings['channels']
+        depths = self.arch_settings['depths']
+        num_heads = self.arch_settings['num_heads']
+        mlp_ratio = self.arch_settings.get('mlp_ratio', 4.)
+        self.channels = list(channels)
+
+        global_ratios = tuple(global_ratios)
+        if len(global_ratios) != self.num_stages or any(int(r) < 1 for r in global_ratios):
+            raise ValueError(f'global_ratios must be 4 integers >= 1 (one per stage), got {global_ratios}')
+        self.global_ratios = global_ratios
+        self.out_indices = self._parse_out_indices(out_indices)
+        if not -1 <= frozen_stages <= self.num_stages:
+            raise ValueError(f'frozen_stages must be in [-1, {self.num_stages}], got {frozen_stages}')
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.final_norm = final_norm
+        if drop_path_schedule not in ('linear', 'per_stage'):
+            raise ValueError(f"drop_path_schedule must be 'linear' or 'per_stage', got {drop_path_schedule!r}")
+
+        total = sum(depths)
+        rates = torch.linspace(0, drop_path_rate, total).tolist()
+        self.patch_embeds = nn.ModuleList()
+        self.stages = nn.ModuleList()
+        start = 0
+        for i in range(self.num_stages):
+            self.patch_embeds.append(
+                PatchEmbed(in_channels if i == 0 else channels[i - 1], channels[i], 4 if i == 0 else 2))
+            # 'per_stage' reproduces the reference: every stage restarts at rates[0].
+            first = start if drop_path_schedule == 'linear' else 0
+            self.stages.append(nn.Sequential(*[
+                DSBlock(channels[i], num_heads[i], mlp_ratio, global_ratios[i], rates[first + j],
+                        attn_drop_rate, with_cp) for j in range(depths[i])
+            ]))
+            start += depths[i]
+        self.norm = nn.BatchNorm2d(channels[-1])
+        self.set_fused_attention(fused_attn)
+        self._register_load_state_dict_pre_hook(self._convert_reference_keys_hook)
+        self._freeze_stages()
+
+    # -------------------------------------------------------------------- argument checking
+    def _parse_arch(self, arch):
+        if isinstance(arch, str):
+            key = arch.lower()
+            if key not in self.arch_zoo:
+                raise ValueError(f'unknown DSNet arch {arch!r}; choose one of '
+                                 f'{sorted(set(self.arch_zoo))} or give a dict with '
+                                 "'channels', 'depths' and 'num_heads'")
+            return copy.deepcopy(self.arch_zoo[key])
+        if not isinstance(arch, dict):
+            raise TypeError(f'arch must be a str or a dict, got {type(arch).__name__}')
+        required = {'channels', 'depths', 'num_heads'}
+        missing = required - set(arch)
+        if missing:
+            raise ValueError(f'custom DSNet arch is missing {sorted(missing)}; it needs '
+                             f"'channels', 'depths' and 'num_heads' (4 values each)")
+        for key in required:
+            if len(arch[key]) != self.num_stages:
+                raise ValueError(f'arch[{key!r}] must have {self.num_stages} values, got {arch[key]}')
+        for c, h in zip(arch['channels'], arch['num_heads']):
+            if c % 2 or (c // 2) % h:
+                raise ValueError(f'stage width {c} must be even and its half divisible by its '
+                                 f'{h} heads (arch {arch})')
+        return copy.deepcopy(dict(arch))
+
+    def _parse_out_indices(self, out_indices):
+        if isinstance(out_indices, int):
+            out_indices = [out_indices]
+        if not isinstance(out_indices, Sequence):
+            raise TypeError(f'out_indices must be an int or a sequence, got {type(out_indices).__name__}')
+        parsed = []
+        for i in out_indices:
+            if not -self.num_stages <= i < self.num_stages:
+                raise ValueError(f'out_indices entry {i} is out of range: DSNet has {self.num_stages} '
+                                 f'stages, use 0..3 (strides 4, 8, 16, 32) or -1 for the last')
+            parsed.append(i % self.num_stages)
+        return tuple(parsed)
+
+    # -------------------------------------------------------------------- switches
+    def set_fused_attention(self, enabled: bool = True):
+        """Switch every attention in the model between SDPA (True) and the explicit path."""
+        for m in self.modules():
+            if isinstance(m, _AttentionModule):
+                m.fused_attn = bool(enabled)
+
+    # -------------------------------------------------------------------- forward
+    def forward(self, x):
+        outs = []
+        for i in range(self.num_stages):
+            x = self.stages[i](self.patch_embeds[i](x))
+            if i in self.out_indices:
+                outs.append(self.norm(x) if i == self.num_stages - 1 and self.final_norm else x)
+        return tuple(outs)
+
+    # -------------------------------------------------------------------- freezing
+    def _frozen_modules(self):
+        mods = []
+        if self.frozen_stages >= 0:
+            mods.append(self.patch_embeds[0])
+        for i in range(1, self.frozen_stages + 1):
+            mods.append(self.stages[i - 1])
+            if i < self.num_stages:
+                mods.append(self.patch_embeds[i])
+        if self.frozen_stages >= self.num_stages:
+            mods.append(self.norm)
+        return mods
+
+    def _freeze_stages(self):
+        for m in self._frozen_modules():
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self
+
+    # -------------------------------------------------------------------- weights
+    def init_weights(self):
+        if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
+            cfg = self.init_cfg
+            load_checkpoint_strict(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
+                                   convert=convert_dsnet_reference, hint=self._load_hint,
+                                   map_location='cpu')
+            self._is_init = True
+            return
+        if self.init_cfg is None:
+            MMLogger.get_current_instance().warning(
+                'DSNet: no pre-trained weights (init_cfg=None), training starts from scratch')
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                trunc_normal_(m.weight, std=.02)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        super().init_weights()
+
+    def _load_hint(self, state_dict, missing, unexpected, mis_shaped):
+        """Name the likely cause of a checkpoint that does not fit (see ``load_checkpoint_strict``)."""
+        heads = {k.split('.')[0] for k in state_dict}
+        if heads & {'neck', 'rpn_head', 'roi_head', 'bbox_head', 'decode_head', 'head', 'backbone'}:
+            return ("the keys are a whole model's (neck/head/backbone); select the backbone with "
+                    "init_cfg prefix='backbone.'")
+        if heads & {'layer1', 'conv1', 'layers', 'stem', 'downsample_layers'} and not heads & {'stages'}:
+            return 'this is not a DS-Net checkpoint (it looks like another backbone)'
+        try:
+            ckpt_arch = detect_arch(state_dict)
+        except ValueError:
+            ckpt_arch = None
+        own = [k for k, v in self.arch_zoo.items() if len(k) > 1 and v['depths'] ==
+               self.arch_settings['depths']]
+        if ckpt_arch and ckpt_arch not in own:
+            return (f"the checkpoint is DS-Net-{ckpt_arch} but the model is "
+                    f"{own[0] if own else self.arch_settings}: set arch='{ckpt_arch}' or use a "
+                    f"DS-Net-{own[0] if own else '?'} checkpoint")
+        if mis_shaped:
+            return 'the channel widths differ: the checkpoint comes from another arch dict'
+        return None
+
+    @staticmethod
+    def _convert_reference_keys_hook(state_dict, prefix, local_metadata, strict, missing_keys,
+                                     unexpected_keys, error_msgs):
+        """Let ``load_state_dict`` take a reference (DeiT-port / PaddleClas) backbone dict too."""
+        own = [k for k in state_dict if k.startswith(prefix)]
+        if any(_REF_BLOCK_RE.match(k[len(prefix):]) or k[len(prefix):].startswith('patch_embed1.')
+               for k in own):
+            sub = OrderedDict((k[len(prefix):], state_dict.pop(k)) for k in own)
+            converted, _ = convert_dsnet_reference(sub)
+            for k, v in converted.items():
+                state_dict[prefix + k] = v
+
+
+# --------------------------------------------------------------------------------------------
+# Public checkpoints: reference PyTorch (DeiT-style) and PaddleClas layouts -> ours
+# --------------------------------------------------------------------------------------------
+
+_REF_BLOCK_RE = re.compile(r'^blocks([1-4])\.(\d+)\.(.+)$')
+_REF_TO_OURS = OrderedDict([
+    ('pos_embed.', 'pos_embed.'),
+    ('norm1.', 'norm1.'),
+    ('conv1.', 'mixer.proj_in.'),
+    ('norm_conv1.', 'mixer.intra.local_norm.'),
+    ('conv.', 'mixer.intra.local_conv.'),
+    ('norm_sa1.', 'mixer.intra.global_norm.'),
+    ('channel_up.', 'mixer.intra.global_qkv.'),
+    ('norm_conv2.', 'mixer.inter.local_norm.'),
+    ('cross_channel_up_conv.', 'mixer.inter.local_qkv.'),
+    ('norm_sa2.', 'mixer.inter.global_norm.'),
+    ('cross_channel_up_sa.', 'mixer.inter.global_qkv.'),
+    ('fuse_channel_conv.', 'mixer.inter.local_proj.'),
+    ('fuse_channel_sa.', 'mixer.inter.global_proj.'),
+    ('conv2.', 'mixer.proj_out.'),
+    ('norm2.', 'norm2.'),
+    ('mlp.fc1.', 'ffn.fc1.'),
+    ('mlp.fc2.', 'ffn.fc2.'),
+])
+# Linear layers; PaddleClas stores their weights as [in, out].
+_REF_LINEARS = ('channel_up.', 'cross_channel_up_sa.', 'fuse_channel_conv.', 'fuse_channel_sa.')
+
+
+def _ref_block_key(rest: str) -> str:
+    for ref, ours in _REF_TO_OURS.items():
+        if rest.startswith(ref):
+            return ours + rest[len(ref):]
+    raise KeyError(rest)
+
+
+def is_paddle_layout(state_dict) -> bool:
+    return any(k.endswith('._mean') or k.endswith('._variance') for k in state_dict)
+
+
+def convert_dsnet_reference(state_dict: Dict[str, 'torch.Tensor']):
+    """Reference DS-Net weights (PyTorch DeiT port or PaddleClas) -> ``(backbone, head)`` dicts.
+
+    ``backbone`` uses ``DSNet``'s names; ``head`` has ``weight``/``bias`` of the 1000-class
+    linear (empty if the file has none). Dicts already in our names pass through unchanged.
+    PaddleClas: BN ``_mean``/``_variance`` become ``running_mean``/``running_var`` (with a
+    ``num_batches_tracked``), and Linear weights stored [in, out] are transposed.
+    """
+    paddle = is_paddle_layout(state_dict)
+    backbone, head = OrderedDict(), OrderedDict()
+    for key, value in state_dict.items():
+        value = torch.as_tensor(value)
+        if paddle:
+            key = key.replace('._mean', '.running_mean').replace('._variance', '.running_var')
+        m = _REF_BLOCK_RE.match(key)
+        if m:
+            stage, idx, rest = int(m.group(1)) - 1, m.group(2), m.group(3)
+            if paddle and rest.endswith('.weight') and rest.startswith(_REF_LINEARS):
+                value = value.t()
+            new = f'stages.{stage}.{idx}.{_ref_block_key(rest)}'
+        elif re.match(r'^patch_embed[1-4]\.proj\.', key):
+            new = f'patch_embeds.{int(key[11]) - 1}.{key[13:]}'
+        elif key.startswith('head.'):
+            if paddle and key.endswith('.weight'):
+                value = value.t()
+            head[key[5:]] = value
+            continue
+        else:
+            new = key   # 'norm.*' and keys already in our layout
+        backbone[new] = value
+    if paddle:   # PaddleClas keeps no BN step counter
+        for key in list(backbone):
+            if key.endswith('.running_mean'):
+                backbone.setdefault(key[:-len('running_mean')] + 'num_batches_tracked',
+                                    torch.tensor(0, dtype=torch.long))
+    return backbone, head
+
+
+def detect_arch(backbone_state_dict) -> str:
+    """Name the preset whose depths match the blocks in a (converted) backbone state dict."""
+    depths = [0] * 4
+    for key in backbone_state_dict:
+        m = re.match(r'^stages\.(\d)\.(\d+)\.', key)
+        if m:
+            s, i = int(m.group(1)), int(m.group(2))
+            depths[s] = max(depths[s], i + 1)
+    for name in ('tiny', 'small', 'base'):
+        if DSNet.arch_zoo[name]['depths'] == depths:
+            return name
+    raise ValueError(f'the checkpoint has DS-Net depths {depths}, which match no preset '
+                     '(tiny [2, 2, 4, 1], small [3, 4, 8, 3], base [3, 4, 28, 3])')

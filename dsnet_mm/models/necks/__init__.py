@@ -1,0 +1,3 @@
+from .dsfpn import DSFPN
+
+__all__ = ['DSFPN']

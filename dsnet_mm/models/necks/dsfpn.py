@@ -1,0 +1,183 @@
+"""DS-FPN: the Dual-stream Feature Pyramid Network.
+
+The paper (Mao et al., NeurIPS 2021, Sec. 3.4) adds a "Dual-stream FPN to further enhance
+contextual information for downstream dense predictions" but never published its exact layout.
+**This is dsnet_mm's design**, not a reproduction: mmdet's FPN, plus one dual-stream block after the
+top-down sum at every backbone level. The block is the backbone's own ``DualStreamMixer`` (no
+copy): the local half through a depthwise 3x3 at full resolution, the global half resized to 1/32
+of the image (``global_ratio = 32 / stride``: 8, 4, 2, 1 for P2..P5) through self-attention, co-
+attention both ways, concat + 1x1 conv, residual. Global context therefore reaches every level at
+a cost linear in its size, while the local stream keeps small objects sharp.
+
+Signature and outputs are mmdet's ``FPN``'s, so a config switches with ``type='DSFPN'`` alone.
+"""
+from typing import List, Sequence, Union
+
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn import ConvModule, build_norm_layer
+from mmengine.model import BaseModule
+from mmengine.model.weight_init import trunc_normal_
+
+from ..backbones.dsnet import DualStreamMixer, _AttentionModule
+
+
+class DualStreamContext(nn.Module):
+    """``x + DualStreamMixer(norm(x))``: one dual-stream block of the neck (no FFN)."""
+
+    def __init__(self, channels: int, num_heads: int, global_ratio: int, norm_cfg: dict,
+                 attn_drop: float = 0.):
+        super().__init__()
+        self.norm = build_norm_layer(norm_cfg, channels)[1]
+        self.mixer = DualStreamMixer(channels, num_heads, global_ratio, attn_drop)
+
+    def forward(self, x):
+        return x + self.mixer(self.norm(x))
+
+
+class DSFPN(BaseModule):
+    """Dual-stream FPN (dsnet_mm's design of the paper's DS-FPN; see the module docstring).
+
+    Args:
+        in_channels (list[int]): channels of each backbone level.
+        out_channels (int): channels of every output level (even; half local, half global).
+        num_outs (int): number of outputs, extra levels included.
+        start_level (int): first backbone level used. Defaults to 0.
+        end_level (int): last backbone level used (-1: the last). Defaults to -1.
+        add_extra_convs (bool | str): as mmdet's FPN: False (max-pool), True / 'on_input',
+            'on_lateral', 'on_output'.
+        relu_before_extra_convs (bool): as mmdet's FPN.
+        no_norm_on_lateral (bool): as mmdet's FPN.
+        conv_cfg, norm_cfg, act_cfg (dict): of the lateral and output convs, as mmdet's FPN.
+        upsample_cfg (dict): top-down interpolation. Defaults to ``dict(mode='nearest')``.
+        in_strides (Sequence[int]): stride of each backbone level. Defaults to (4, 8, 16, 32).
+        global_stride (int): the global stream runs at 1/global_stride of the image.
+            Defaults to 32.
+        num_heads (int): attention heads of each stream (head dim = out_channels / 2 / heads).
+            Defaults to 4 (32-wide heads at 256 channels).
+        ds_norm_cfg (dict): norm before each dual-stream block. Defaults to BN.
+        attn_drop (float): attention dropout in the dual-stream blocks. Defaults to 0.
+        init_cfg: defaults to mmdet FPN's Xavier on convs; Linear layers get trunc-normal 0.02.
+    """
+
+    def __init__(self,
+                 in_channels: List[int],
+                 out_channels: int,
+                 num_outs: int,
+                 start_level: int = 0,
+                 end_level: int = -1,
+                 add_extra_convs: Union[bool, str] = False,
+                 relu_before_extra_convs: bool = False,
+                 no_norm_on_lateral: bool = False,
+                 conv_cfg=None,
+                 norm_cfg=None,
+                 act_cfg=None,
+                 upsample_cfg=dict(mode='nearest'),
+                 in_strides: Sequence[int] = (4, 8, 16, 32),
+                 global_stride: int = 32,
+                 num_heads: int = 4,
+                 ds_norm_cfg=dict(type='BN'),
+                 attn_drop: float = 0.,
+                 init_cfg=dict(type='Xavier', layer='Conv2d', distribution='uniform')):
+        super().__init__(init_cfg=init_cfg)
+        if not isinstance(in_channels, (list, tuple)):
+            raise TypeError(f'in_channels must be a list of ints, got {in_channels!r}')
+        self.in_channels = list(in_channels)
+        self.out_channels = out_channels
+        self.num_ins = len(in_channels)
+        self.num_outs = num_outs
+        self.relu_before_extra_convs = relu_before_extra_convs
+        self.no_norm_on_lateral = no_norm_on_lateral
+        self.upsample_cfg = upsample_cfg.copy()
+        if len(in_strides) < self.num_ins:
+            raise ValueError(f'in_strides {tuple(in_strides)} must give a stride for each of the '
+                             f'{self.num_ins} input levels')
+
+        if end_level == -1 or end_level == self.num_ins - 1:
+            self.backbone_end_level = self.num_ins
+            if num_outs < self.num_ins - start_level:
+                raise ValueError(f'num_outs={num_outs} is smaller than the {self.num_ins - start_level} '
+                                 f'backbone levels used (start_level={start_level})')
+        else:
+            self.backbone_end_level = end_level + 1
+            if not end_level < self.num_ins or num_outs != end_level - start_level + 1:
+                raise ValueError(f'end_level={end_level} needs end_level < {self.num_ins} and '
+                                 f'num_outs == end_level - start_level + 1')
+        self.start_level = start_level
+        self.end_level = end_level
+        if isinstance(add_extra_convs, str):
+            if add_extra_convs not in ('on_input', 'on_lateral', 'on_output'):
+                raise ValueError(f"add_extra_convs must be bool, 'on_input', 'on_lateral' or "
+                                 f"'on_output', got {add_extra_convs!r}")
+        elif add_extra_convs:
+            add_extra_convs = 'on_input'
+        self.add_extra_convs = add_extra_convs
+
+        self.lateral_convs = nn.ModuleList()
+        self.ds_blocks = nn.ModuleList()
+        self.fpn_convs = nn.ModuleList()
+        for i in range(self.start_level, self.backbone_end_level):
+            self.lateral_convs.append(
+                ConvModule(in_channels[i], out_channels, 1, conv_cfg=conv_cfg,
+                           norm_cfg=norm_cfg if not no_norm_on_lateral else None,
+                           act_cfg=act_cfg, inplace=False))
+            ratio = max(1, global_stride // in_strides[i])
+            self.ds_blocks.append(
+                DualStreamContext(out_channels, num_heads, ratio, ds_norm_cfg, attn_drop))
+            self.fpn_convs.append(
+                ConvModule(out_channels, out_channels, 3, padding=1, conv_cfg=conv_cfg,
+                           norm_cfg=norm_cfg, act_cfg=act_cfg, inplace=False))
+
+        extra_levels = num_outs - self.backbone_end_level + self.start_level
+        if self.add_extra_convs and extra_levels >= 1:
+            for i in range(extra_levels):
+                if i == 0 and self.add_extra_convs == 'on_input':
+                    ch = self.in_channels[self.backbone_end_level - 1]
+                else:
+                    ch = out_channels
+                self.fpn_convs.append(
+                    ConvModule(ch, out_channels, 3, stride=2, padding=1, conv_cfg=conv_cfg,
+                               norm_cfg=norm_cfg, act_cfg=act_cfg, inplace=False))
+
+    def set_fused_attention(self, enabled: bool = True):
+        for m in self.modules():
+            if isinstance(m, _AttentionModule):
+                m.fused_attn = bool(enabled)
+
+    def init_weights(self):
+        super().init_weights()
+        for m in self.ds_blocks.modules():
+            if isinstance(m, nn.Linear):
+                trunc_normal_(m.weight, std=.02)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, inputs):
+        if len(inputs) != len(self.in_channels):
+            raise ValueError(f'DSFPN got {len(inputs)} input levels, in_channels has '
+                             f'{len(self.in_channels)}')
+        laterals = [conv(inputs[i + self.start_level]) for i, conv in enumerate(self.lateral_convs)]
+        used = len(laterals)
+        # top-down: each level gets the coarser (already context-enhanced) level, then its own
+        # dual-stream block
+        laterals[-1] = self.ds_blocks[-1](laterals[-1])
+        for i in range(used - 1, 0, -1):
+            if 'scale_factor' in self.upsample_cfg:
+                up = F.interpolate(laterals[i], **self.upsample_cfg)
+            else:
+                up = F.interpolate(laterals[i], size=laterals[i - 1].shape[2:], **self.upsample_cfg)
+            laterals[i - 1] = self.ds_blocks[i - 1](laterals[i - 1] + up)
+        outs = [self.fpn_convs[i](laterals[i]) for i in range(used)]
+
+        if self.num_outs > len(outs):
+            if not self.add_extra_convs:
+                for _ in range(self.num_outs - used):
+                    outs.append(F.max_pool2d(outs[-1], 1, stride=2))
+            else:
+                source = {'on_input': inputs[self.backbone_end_level - 1],
+                          'on_lateral': laterals[-1],
+                          'on_output': outs[-1]}[self.add_extra_convs]
+                outs.append(self.fpn_convs[used](source))
+                for i in range(used + 1, self.num_outs):
+                    x = F.relu(outs[-1]) if self.relu_before_extra_convs else outs[-1]
+                    outs.append(self.fpn_convs[i](x))
+        return tuple(outs)

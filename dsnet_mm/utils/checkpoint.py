@@ -1,0 +1,193 @@
+"""Reading checkpoints safely and loading them with a coverage check.
+
+mmengine's ``PretrainedInit`` loads with ``strict=False`` and only logs mismatches, so a wrong
+prefix or variant silently trains from random weights. ``load_checkpoint_strict`` refuses: it
+says how many tensors matched, shows some missing / unexpected / mis-shaped names and the likely
+fix.
+"""
+import os.path as osp
+import pickle
+from collections import OrderedDict
+from typing import Callable, Optional
+
+import torch
+
+# ------------------------------------------------------------------ reading files
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickler for PaddleClas ``.pdparams``: a pickled dict of numpy arrays. Nothing but numpy
+    array reconstruction is allowed, so a malicious file cannot run code."""
+    _ALLOWED = {
+        ('numpy', 'ndarray'), ('numpy', 'dtype'),
+        ('numpy.core.multiarray', '_reconstruct'), ('numpy._core.multiarray', '_reconstruct'),
+        ('numpy.core.multiarray', 'scalar'), ('numpy._core.multiarray', 'scalar'),
+        ('collections', 'OrderedDict'),
+    }
+
+    def find_class(self, module, name):
+        if (module, name) in self._ALLOWED or (module.startswith('numpy') and name.endswith('DType')):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f'{module}.{name} is not allowed in a .pdparams file '
+                                     '(only numpy arrays are)')
+
+
+def load_pdparams(path: str) -> 'OrderedDict[str, torch.Tensor]':
+    """Read a PaddleClas ``.pdparams`` file without Paddle: numpy arrays -> torch tensors."""
+    import numpy as np
+    with open(path, 'rb') as f:
+        obj = _NumpyOnlyUnpickler(f).load()
+    if not isinstance(obj, dict):
+        raise ValueError(f'{path}: expected a dict of arrays, found {type(obj).__name__}')
+    out = OrderedDict()
+    for k, v in obj.items():
+        if isinstance(v, np.ndarray):
+            out[k] = torch.from_numpy(np.ascontiguousarray(v))
+        elif isinstance(v, (np.generic, int, float)):
+            out[k] = torch.as_tensor(v)
+    return out
+
+
+def read_checkpoint(path: str, map_location='cpu'):
+    """Load a checkpoint file (``.pth`` with torch's default ``weights_only=True``, or a
+    ``.pdparams``), with a clear error for a missing, truncated or corrupt file."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(
+            f'checkpoint not found: {path!r}. Check the path, produce it with '
+            'tools/model_converters/dsnet_to_mmpretrain.py (from reference DS-Net or PaddleClas '
+            'weights) or an mmpretrain ImageNet run, or train from scratch with init_cfg=None.')
+    try:
+        if path.endswith('.pdparams'):
+            return load_pdparams(path)
+        return torch.load(path, map_location=map_location)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
+        size = osp.getsize(path)
+        raise RuntimeError(
+            f'cannot read checkpoint {path!r} ({size} bytes): {type(e).__name__}: '
+            f'{str(e).splitlines()[0] if str(e) else ""}. The file is truncated, corrupt or not a '
+            'PyTorch checkpoint; re-download or re-create it.') from e
+
+
+def extract_state_dict(ckpt) -> 'OrderedDict[str, torch.Tensor]':
+    """The weights of a checkpoint: ``state_dict`` (mmengine), ``model`` / ``model_ema``
+    (reference DeiT-style), or the dict itself (flat)."""
+    if not isinstance(ckpt, dict):
+        raise TypeError(f'a checkpoint must be a dict, got {type(ckpt).__name__}')
+    for key in ('state_dict', 'model', 'model_ema'):
+        if key in ckpt and isinstance(ckpt[key], dict):
+            ckpt = ckpt[key]
+            break
+    sd = OrderedDict((k, v) for k, v in ckpt.items() if torch.is_tensor(v))
+    if sd and all(k.startswith('module.') for k in sd):   # saved from DataParallel / DDP
+        sd = OrderedDict((k[7:], v) for k, v in sd.items())
+    return sd
+
+
+# ------------------------------------------------------------------ strict loading
+
+
+def _top_level(keys, n=4):
+    seen = OrderedDict()
+    for k in keys:
+        seen.setdefault(k.split('.')[0] + '.', None)
+    return list(seen)[:n]
+
+
+def _examples(names, n=3):
+    names = list(names)
+    more = f' (+{len(names) - n} more)' if len(names) > n else ''
+    return ', '.join(names[:n]) + more
+
+
+def check_state_dict_fits(module: torch.nn.Module, state_dict, source: str = 'the checkpoint',
+                          hint: Optional[Callable] = None):
+    """Raise ``ValueError`` unless ``state_dict`` holds exactly ``module``'s tensors and shapes."""
+    own = module.state_dict()
+    matched = [k for k in own if k in state_dict and state_dict[k].shape == own[k].shape]
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    mis_shaped = [f'{k} {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}'
+                  for k in own if k in state_dict and state_dict[k].shape != own[k].shape]
+    if not (missing or unexpected or mis_shaped):
+        return len(matched)
+    lines = [f'{source} does not fit {module.__class__.__name__}: {len(matched)}/{len(own)} '
+             'tensors match.']
+    if missing:
+        lines.append(f'  {len(missing)} missing: {_examples(missing)}')
+    if unexpected:
+        lines.append(f'  {len(unexpected)} unexpected: {_examples(unexpected)}')
+    if mis_shaped:
+        lines.append(f'  {len(mis_shaped)} with other shapes (checkpoint vs model): {_examples(mis_shaped, 2)}')
+    fix = hint(state_dict, missing, unexpected, mis_shaped) if hint else None
+    lines.append('  Likely fix: ' + (fix or 'use a checkpoint of this exact model and configuration.'))
+    raise ValueError('\n'.join(lines))
+
+
+def load_checkpoint_strict(module: torch.nn.Module, filename: str, prefix: Optional[str] = None,
+                           convert: Optional[Callable] = None, hint: Optional[Callable] = None,
+                           map_location='cpu', logger=None) -> int:
+    """Load ``filename`` into ``module``, all tensors or an error.
+
+    Args:
+        prefix: keep only the keys under it and strip it (``'backbone.'`` for a classifier or a
+            detector checkpoint); None takes the whole dict.
+        convert: ``fn(state_dict) -> (state_dict, extra)`` applied after the prefix (e.g. the
+            reference DS-Net names -> ours).
+        hint: ``fn(state_dict, missing, unexpected, mis_shaped) -> str | None`` for the error.
+    Returns:
+        the number of tensors loaded.
+    """
+    sd = extract_state_dict(read_checkpoint(filename, map_location))
+    name = f'checkpoint {filename!r}' + (f' (prefix {prefix!r})' if prefix else '')
+    if prefix:
+        prefix = prefix if prefix.endswith('.') else prefix + '.'
+        sub = OrderedDict((k[len(prefix):], v) for k, v in sd.items() if k.startswith(prefix))
+        if not sub:
+            raise ValueError(
+                f'no tensor in {filename!r} starts with prefix {prefix!r}; its keys start with '
+                f'{_top_level(sd)}. Likely fix: set init_cfg prefix to one of those (e.g. '
+                "prefix='backbone.' for an mmpretrain/mmdet checkpoint), prefix=None for a bare "
+                'backbone or reference DS-Net file, or convert it with '
+                'tools/model_converters/dsnet_to_mmpretrain.py.')
+        sd = sub
+    if convert is not None:
+        sd = convert(sd)[0]
+    n = check_state_dict_fits(module, sd, name, hint)
+    module.load_state_dict(sd, strict=True)
+    if logger is None:
+        from mmengine.logging import MMLogger
+        logger = MMLogger.get_current_instance()
+    logger.info(f'{module.__class__.__name__}: loaded all {n} tensors from {name}')
+    return n
+
+
+# ------------------------------------------------------------------ mmengine checkpoints and weights_only
+
+_SAFE_GLOBALS_DONE = False
+
+
+def allow_mmengine_checkpoints():
+    """Let ``torch.load(weights_only=True)`` read mmengine's own training checkpoints.
+
+    Runner checkpoints pickle ``message_hub`` (a ``HistoryBuffer`` holding numpy arrays and
+    scalars), so ``--resume`` fails under torch >= 2.6. Instead of turning the safety off, allow
+    exactly the classes those files contain; anything else is still refused.
+    """
+    global _SAFE_GLOBALS_DONE
+    if _SAFE_GLOBALS_DONE or not hasattr(torch.serialization, 'add_safe_globals'):
+        return
+    import numpy as np
+    from mmengine.logging.history_buffer import HistoryBuffer
+    safe = [HistoryBuffer, np.ndarray, np.dtype]
+    try:   # numpy >= 2
+        from numpy._core.multiarray import _reconstruct, scalar
+    except ImportError:  # numpy 1.x
+        from numpy.core.multiarray import _reconstruct, scalar
+    safe += [_reconstruct, scalar]
+    # dtype classes (np.dtypes.Float64DType, ...) pickled with arrays and scalars
+    dtypes = getattr(np, 'dtypes', None)
+    if dtypes is not None:
+        safe += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith('DType')]
+    torch.serialization.add_safe_globals(safe)
+    _SAFE_GLOBALS_DONE = True
+
