@@ -37,9 +37,11 @@ def multi_head_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, drop
     ``fused=True`` calls ``F.scaled_dot_product_attention``, which never materialises the
     (Nq x Nk) matrix on backends with flash / memory-efficient kernels: at 800 x 1333 the
     stage-1 co-attention is 66,800 x 1,050 per head. ``fused=False`` is the explicit reference
-    computation, kept for checking, FLOP counting and backends without fused kernels.
+    computation, kept for checking and backends without fused kernels. Under ``torch.jit``
+    tracing (mmengine's FLOP counter, TorchScript export) the explicit path is used, so the
+    attention matmuls are counted instead of skipped as an unknown op.
     """
-    if fused:
+    if fused and not torch.jit.is_tracing():
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
     attn = (q @ k.transpose(-2, -1)) * q.shape[-1]**-0.5
     attn = attn.softmax(dim=-1)
