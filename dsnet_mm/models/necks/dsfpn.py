@@ -11,7 +11,7 @@ a cost linear in its size, while the local stream keeps small objects sharp.
 
 Signature and outputs are mmdet's ``FPN``'s, so a config switches with ``type='DSFPN'`` alone.
 """
-from typing import List, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import torch.nn as nn
 import torch.nn.functional as F
@@ -50,7 +50,10 @@ class DSFPN(BaseModule):
         no_norm_on_lateral (bool): as mmdet's FPN.
         conv_cfg, norm_cfg, act_cfg (dict): of the lateral and output convs, as mmdet's FPN.
         upsample_cfg (dict): top-down interpolation. Defaults to ``dict(mode='nearest')``.
-        in_strides (Sequence[int]): stride of each backbone level. Defaults to (4, 8, 16, 32).
+        in_strides (Sequence[int], optional): stride of each level of ``in_channels`` (one per
+            input level). None (default) assumes the last input is at stride 32 and each level
+            halves it: (4, 8, 16, 32) for four inputs, (8, 16, 32) for three (e.g. a backbone with
+            ``out_indices=(1, 2, 3)``). Give it when the inputs end at another stride.
         global_stride (int): the global stream runs at 1/global_stride of the image.
             Defaults to 32.
         num_heads (int): attention heads of each stream (head dim = out_channels / 2 / heads).
@@ -73,15 +76,15 @@ class DSFPN(BaseModule):
                  norm_cfg=None,
                  act_cfg=None,
                  upsample_cfg=dict(mode='nearest'),
-                 in_strides: Sequence[int] = (4, 8, 16, 32),
+                 in_strides: Optional[Sequence[int]] = None,
                  global_stride: int = 32,
                  num_heads: int = 4,
                  ds_norm_cfg=dict(type='BN'),
                  attn_drop: float = 0.,
                  init_cfg=dict(type='Xavier', layer='Conv2d', distribution='uniform')):
         super().__init__(init_cfg=init_cfg)
-        if not isinstance(in_channels, (list, tuple)):
-            raise TypeError(f'in_channels must be a list of ints, got {in_channels!r}')
+        if not isinstance(in_channels, (list, tuple)) or not in_channels:
+            raise TypeError(f'in_channels must be a non-empty list of ints, got {in_channels!r}')
         self.in_channels = list(in_channels)
         self.out_channels = out_channels
         self.num_ins = len(in_channels)
@@ -89,9 +92,20 @@ class DSFPN(BaseModule):
         self.relu_before_extra_convs = relu_before_extra_convs
         self.no_norm_on_lateral = no_norm_on_lateral
         self.upsample_cfg = upsample_cfg.copy()
-        if len(in_strides) < self.num_ins:
-            raise ValueError(f'in_strides {tuple(in_strides)} must give a stride for each of the '
-                             f'{self.num_ins} input levels')
+        if out_channels % 2 or (out_channels // 2) % num_heads:
+            raise ValueError(f'out_channels={out_channels} must be even with its half divisible by '
+                             f'num_heads={num_heads}: the dual-stream blocks split the channels '
+                             'into a local and a global half')
+        if in_strides is None:
+            in_strides = [32 // 2**(self.num_ins - 1 - i) for i in range(self.num_ins)]
+        in_strides = [int(s) for s in in_strides]
+        if len(in_strides) != self.num_ins or any(s < 1 for s in in_strides):
+            raise ValueError(f'in_strides {tuple(in_strides)} must give one positive stride for '
+                             f'each of the {self.num_ins} input levels')
+        self.in_strides = in_strides
+        if not 0 <= start_level < self.num_ins:
+            raise ValueError(f'start_level={start_level} must be in [0, {self.num_ins - 1}] '
+                             f'({self.num_ins} input levels)')
 
         if end_level == -1 or end_level == self.num_ins - 1:
             self.backbone_end_level = self.num_ins
@@ -99,12 +113,17 @@ class DSFPN(BaseModule):
                 raise ValueError(f'num_outs={num_outs} is smaller than the {self.num_ins - start_level} '
                                  f'backbone levels used (start_level={start_level})')
         else:
+            # as mmdet's FPN: no extra levels when end_level is not the last input
             self.backbone_end_level = end_level + 1
-            if not end_level < self.num_ins or num_outs != end_level - start_level + 1:
-                raise ValueError(f'end_level={end_level} needs end_level < {self.num_ins} and '
-                                 f'num_outs == end_level - start_level + 1')
+            if not start_level <= end_level < self.num_ins or num_outs != end_level - start_level + 1:
+                raise ValueError(f'end_level={end_level} needs start_level <= end_level < '
+                                 f'{self.num_ins} and num_outs == end_level - start_level + 1 '
+                                 f'(got start_level={start_level}, num_outs={num_outs})')
         self.start_level = start_level
         self.end_level = end_level
+        if not isinstance(add_extra_convs, (str, bool)):
+            raise TypeError(f"add_extra_convs must be a bool or 'on_input' / 'on_lateral' / "
+                            f"'on_output', got {add_extra_convs!r}")
         if isinstance(add_extra_convs, str):
             if add_extra_convs not in ('on_input', 'on_lateral', 'on_output'):
                 raise ValueError(f"add_extra_convs must be bool, 'on_input', 'on_lateral' or "
@@ -121,7 +140,7 @@ class DSFPN(BaseModule):
                 ConvModule(in_channels[i], out_channels, 1, conv_cfg=conv_cfg,
                            norm_cfg=norm_cfg if not no_norm_on_lateral else None,
                            act_cfg=act_cfg, inplace=False))
-            ratio = max(1, global_stride // in_strides[i])
+            ratio = max(1, global_stride // in_strides[i])   # 8, 4, 2, 1 for P2..P5
             self.ds_blocks.append(
                 DualStreamContext(out_channels, num_heads, ratio, ds_norm_cfg, attn_drop))
             self.fpn_convs.append(
@@ -145,11 +164,16 @@ class DSFPN(BaseModule):
                 m.fused_attn = bool(enabled)
 
     def init_weights(self):
+        # Xavier (init_cfg) on the convs, trunc-normal 0.02 on the attention Linears, as the
+        # backbone. Only on the first call and never over weights a Pretrained init_cfg loaded.
+        first = not self._is_init
+        pretrained = isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained'
         super().init_weights()
-        for m in self.ds_blocks.modules():
-            if isinstance(m, nn.Linear):
-                trunc_normal_(m.weight, std=.02)
-                nn.init.zeros_(m.bias)
+        if first and not pretrained:
+            for m in self.ds_blocks.modules():
+                if isinstance(m, nn.Linear):
+                    trunc_normal_(m.weight, std=.02)
+                    nn.init.zeros_(m.bias)
 
     def forward(self, inputs):
         if len(inputs) != len(self.in_channels):
@@ -174,6 +198,7 @@ class DSFPN(BaseModule):
                     outs.append(F.max_pool2d(outs[-1], 1, stride=2))
             else:
                 source = {'on_input': inputs[self.backbone_end_level - 1],
+                          # the top level's merged map (after its dual-stream block)
                           'on_lateral': laterals[-1],
                           'on_output': outs[-1]}[self.add_extra_convs]
                 outs.append(self.fpn_convs[used](source))
