@@ -23,6 +23,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         ('numpy.core.multiarray', '_reconstruct'), ('numpy._core.multiarray', '_reconstruct'),
         ('numpy.core.multiarray', 'scalar'), ('numpy._core.multiarray', 'scalar'),
         ('collections', 'OrderedDict'),
+        ('_codecs', 'encode'),   # protocol-2 pickles store array bytes through it
     }
 
     def find_class(self, module, name):
@@ -61,10 +62,18 @@ def read_checkpoint(path: str, map_location='cpu'):
             return load_pdparams(path)
         return torch.load(path, map_location=map_location)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ''
+        if 'Unsupported global' in str(e) or 'is not allowed' in str(e):
+            glob = [ln.strip() for ln in str(e).splitlines() if 'Unsupported global' in ln]
+            raise RuntimeError(
+                f'refusing to unpickle {path!r}: it holds Python objects that safe loading does '
+                f'not allow ({glob[0] if glob else first}). Only tensors, numpy arrays and '
+                "mmengine's own checkpoint classes are loaded; if you trust the file, re-save "
+                'just its state_dict with torch.save.') from e
         size = osp.getsize(path)
         raise RuntimeError(
             f'cannot read checkpoint {path!r} ({size} bytes): {type(e).__name__}: '
-            f'{str(e).splitlines()[0] if str(e) else ""}. The file is truncated, corrupt or not a '
+            f'{first}. The file is truncated, corrupt or not a '
             'PyTorch checkpoint; re-download or re-create it.') from e
 
 

@@ -609,3 +609,21 @@ def detect_arch(backbone_state_dict) -> str:
             return name
     raise ValueError(f'the checkpoint has DS-Net depths {depths}, which match no preset '
                      '(tiny [2, 2, 4, 1], small [3, 4, 8, 3], base [3, 4, 28, 3])')
+
+
+def to_dsnet_reference(backbone_state_dict, head_state_dict=None):
+    """Inverse of ``convert_dsnet_reference``: our names -> the reference PyTorch layout."""
+    ours_to_ref = {v: k for k, v in _REF_TO_OURS.items()}
+    out = OrderedDict()
+    for key, value in backbone_state_dict.items():
+        m = re.match(r'^stages\.(\d)\.(\d+)\.(.+)$', key)
+        if m:
+            rest = m.group(3)
+            ours = next(o for o in sorted(ours_to_ref, key=len, reverse=True) if rest.startswith(o))
+            key = f'blocks{int(m.group(1)) + 1}.{m.group(2)}.{ours_to_ref[ours]}{rest[len(ours):]}'
+        elif key.startswith('patch_embeds.'):
+            key = f'patch_embed{int(key[13]) + 1}.{key[15:]}'
+        out[key] = value
+    for key, value in (head_state_dict or {}).items():
+        out[f'head.{key}'] = value
+    return out

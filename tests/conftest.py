@@ -1,0 +1,26 @@
+import os
+import os.path as osp
+import sys
+
+import pytest
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))   # tests/reference_dsnet.py
+
+
+@pytest.fixture(scope='session')
+def repo_root():
+    return ROOT
+
+
+@pytest.fixture(scope='session')
+def venv_python():
+    """The interpreter running the tests (the project's .venv under tools/run_tests.sh)."""
+    return sys.executable
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    import torch
+    torch.manual_seed(0)
+    yield

@@ -1,0 +1,249 @@
+"""DSNet: exactness to the reference, the backbone contract, registries and argument errors."""
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from dsnet_mm.models import DSNet
+from dsnet_mm.models.backbones.dsnet import convert_dsnet_reference
+from reference_dsnet import ReferenceDSNet, randomize_
+
+# Parameters with the 1000-class head, and state-dict key totals (spec sections 2 and 4).
+PARAMS_M = {'tiny': 10.53, 'small': 23.01, 'base': 49.34}
+KEYS = {'tiny': 429, 'small': 843, 'base': 1763}
+
+
+def build_classifier(arch):
+    from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
+    init_default_scope('mmpretrain')
+    return MODELS.build(dict(
+        type='ImageClassifier',
+        backbone=dict(type='DSNet', arch=arch, out_indices=(3, )),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=1000, in_channels=512)))
+
+
+@pytest.mark.parametrize('arch', ['tiny', 'small', 'base'])
+def test_classifier_has_the_reference_parameter_set(arch):
+    model = build_classifier(arch)
+    n = sum(p.numel() for p in model.parameters())
+    assert abs(n / 1e6 - PARAMS_M[arch]) <= 0.01, n
+    assert len(model.state_dict()) == KEYS[arch]
+    ref = ReferenceDSNet(arch)
+    assert sum(p.numel() for p in ref.parameters()) == n
+    # same tensors, name for name, once the reference names are converted
+    backbone, head = convert_dsnet_reference(ref.state_dict())
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    theirs = {f'backbone.{k}': tuple(v.shape) for k, v in backbone.items()}
+    theirs.update({f'head.fc.{k}': tuple(v.shape) for k, v in head.items()})
+    assert ours == theirs
+
+
+def test_block_parameter_formula():
+    # 12.75 C^2 + 35.5 C per DS-Block (spec section 2)
+    model = DSNet('tiny')
+    for stage, c in zip(model.stages, model.channels):
+        n = sum(p.numel() for p in stage[0].parameters())
+        assert n == 12.75 * c * c + 35.5 * c
+
+
+@pytest.mark.parametrize('arch', ['tiny', 'small'])
+@pytest.mark.parametrize('fused', [True, False])
+def test_equals_reference_computation(arch, fused):
+    ref = randomize_(ReferenceDSNet(arch)).eval()
+    model = DSNet(arch, fused_attn=fused).eval()
+    model.load_state_dict(convert_dsnet_reference(ref.state_dict())[0])
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        expected = ref.forward_features(x)
+        got = model(x)
+    for e, g in zip(expected, got):
+        assert e.abs().max() > 1   # not a trivially small signal
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-4 if fused else 1e-5)
+
+
+def test_reference_names_load_directly_through_the_state_dict_hook():
+    ref = randomize_(ReferenceDSNet('tiny'))
+    sd = {k: v for k, v in ref.state_dict().items() if not k.startswith('head.')}
+    model = DSNet('tiny')
+    model.load_state_dict(sd, strict=True)
+    torch.testing.assert_close(model.stages[2][3].mixer.inter.global_proj.weight,
+                               ref.blocks3[3].fuse_channel_sa.weight)
+
+
+@pytest.mark.parametrize('size', [(224, 224), (32, 32), (33, 47), (64, 200), (97, 61), (256, 320)])
+def test_shapes_and_strides_for_any_size(size):
+    model = DSNet('tiny').eval()
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, *size))
+    assert len(outs) == 4
+    for out, c, s in zip(outs, model.channels, model.strides):
+        assert out.shape == (1, c, math.ceil(size[0] / s), math.ceil(size[1] / s))
+        assert torch.isfinite(out).all()
+
+
+def test_global_grid_never_collapses():
+    # 32 x 32: stage 4 is 1 x 1 with global ratio 2, stage 1 is 8 x 8 with ratio 8
+    from dsnet_mm.models.backbones.dsnet import global_grid
+    assert global_grid((1, 1), 2) == (1, 1)
+    assert global_grid((8, 9), 8) == (1, 1)
+    assert global_grid((200, 334), 8) == (25, 41)   # 800 x 1333: the reference's floor
+
+
+def test_out_indices_and_final_norm():
+    x = torch.randn(1, 3, 64, 64)
+    full = DSNet('tiny', out_indices=(0, 1, 2, 3)).eval()
+    last = DSNet('tiny', out_indices=-1).eval()
+    last.load_state_dict(full.state_dict())
+    with torch.no_grad():
+        a, b = full(x), last(x)
+    assert len(b) == 1
+    torch.testing.assert_close(a[3], b[0])
+    torch.testing.assert_close(b[0], full.norm(full.stages[3](full.patch_embeds[3](
+        full.stages[2](full.patch_embeds[2](full.stages[1](full.patch_embeds[1](
+            full.stages[0](full.patch_embeds[0](x))))))))))
+    no_norm = DSNet('tiny', out_indices=(3, ), final_norm=False).eval()
+    no_norm.load_state_dict(full.state_dict())
+    with torch.no_grad():
+        full.norm.running_mean.fill_(3.)
+        assert not torch.allclose(no_norm(x)[0], full(x)[3])
+
+
+def test_global_ratios_are_configurable():
+    x = torch.randn(1, 3, 64, 64)
+    a = DSNet('tiny').eval()
+    b = DSNet('tiny', global_ratios=(8, 4, 2, 1)).eval()
+    b.load_state_dict(a.state_dict())
+    assert b.stages[3][0].mixer.intra.global_ratio == 1
+    with torch.no_grad():
+        ya, yb = a(x), b(x)
+    torch.testing.assert_close(ya[2], yb[2])            # stages 1-3 unchanged
+    assert not torch.allclose(ya[3], yb[3])             # stage 4's global grid differs
+
+
+@pytest.mark.parametrize('frozen', [0, 1, 2, 4])
+def test_frozen_stages(frozen):
+    model = DSNet('tiny', frozen_stages=frozen, attn_drop_rate=0.)
+    model.train()
+    frozen_mods = [model.patch_embeds[0]] + [m for i in range(1, frozen + 1)
+                                            for m in (model.stages[i - 1], model.patch_embeds[i]
+                                                      if i < 4 else model.norm)]
+    for m in frozen_mods:
+        assert not m.training
+        assert all(not p.requires_grad for p in m.parameters())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    outs = model(torch.randn(2, 3, 64, 64))
+    if frozen == 4:   # everything frozen: nothing to train
+        assert not any(o.requires_grad for o in outs)
+        assert not any(p.requires_grad for p in model.parameters())
+        return
+    sum(o.mean() for o in outs).backward()
+    frozen_params = {id(p) for m in frozen_mods for p in m.parameters()}
+    for name, p in model.named_parameters():
+        if id(p) in frozen_params:
+            assert p.grad is None, name
+        else:
+            assert p.grad is not None, name
+    # BN statistics of frozen stages did not move in a training forward
+    for name, m in model.named_modules():
+        if isinstance(m, _BatchNorm) and any(m is x for f in frozen_mods for x in f.modules()):
+            torch.testing.assert_close(m.running_mean, before[f'{name}.running_mean'])
+    # the runner calls train() every epoch: freezing must survive it
+    model.train()
+    assert not frozen_mods[-1].training
+    assert model.stages[3].training == (frozen < 4)
+
+
+def test_norm_eval():
+    model = DSNet('tiny', norm_eval=True)
+    model.train()
+    bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    assert bns and all(not m.training for m in bns)
+    assert model.stages[0][0].mixer.intra.global_norm.training   # LayerNorms are not BN
+    stats = bns[0].running_mean.clone()
+    model(torch.randn(2, 3, 64, 64))
+    torch.testing.assert_close(bns[0].running_mean, stats)
+    model.eval().train()
+    assert all(not m.training for m in bns)
+
+
+def test_with_cp_same_output_and_gradients():
+    torch.manual_seed(1)
+    plain = DSNet('tiny', attn_drop_rate=0., drop_path_rate=0.)
+    ckpt = DSNet('tiny', attn_drop_rate=0., drop_path_rate=0., with_cp=True)
+    ckpt.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 64, 96)
+    grads = []
+    for model in (plain, ckpt):
+        model.train()
+        outs = model(x)
+        sum((o**2).mean() for o in outs).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+        grads[-1]['_out'] = torch.cat([o.flatten() for o in outs]).detach()
+    assert grads[0].keys() == grads[1].keys()
+    for k in grads[0]:
+        torch.testing.assert_close(grads[1][k], grads[0][k], rtol=1e-4, atol=1e-6)
+
+
+def test_drop_path_schedules():
+    rates = lambda m: [getattr(b.drop_path, 'drop_prob', 0.) for s in m.stages for b in s]  # noqa
+    linear = rates(DSNet('small', drop_path_rate=0.1))
+    assert linear[0] == 0 and abs(linear[-1] - 0.1) < 1e-7
+    assert all(b >= a for a, b in zip(linear, linear[1:]))
+    ref = rates(DSNet('small', drop_path_rate=0.1, drop_path_schedule='per_stage'))
+    # the reference restarts at 0 in every stage; its deepest block gets 0.1 * 7 / 17
+    assert ref[:3] == linear[:3] and ref[3] == 0 and ref[7] == 0 and ref[15] == 0
+    assert abs(max(ref) - 0.1 * 7 / 17) < 1e-7
+
+
+@pytest.mark.parametrize('scope', ['mmdet', 'mmseg', 'mmpretrain'])
+def test_registry_build_in_each_scope(scope):
+    import importlib
+    from mmengine.registry import init_default_scope
+    registry = importlib.import_module(f'{scope}.registry').MODELS
+    init_default_scope(scope)
+    model = registry.build(dict(type='DSNet', arch='t', out_indices=(1, 3)))
+    assert isinstance(model, DSNet)
+    assert registry.get('DSNet') is DSNet
+    with torch.no_grad():
+        outs = model.eval()(torch.randn(1, 3, 64, 64))
+    assert [o.shape[1] for o in outs] == [128, 512]
+
+
+def test_custom_arch_dict():
+    arch = dict(channels=[32, 64, 128, 256], depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 4])
+    model = DSNet(arch).eval()
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, 64, 64))
+    assert [o.shape[1] for o in outs] == arch['channels']
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(arch='huge'), "unknown DSNet arch 'huge'"),
+    (dict(arch=dict(channels=[64, 128, 320, 512], depths=[2, 2, 4, 1])), "missing \\['num_heads'\\]"),
+    (dict(arch=dict(channels=[64, 128, 320], depths=[2, 2, 4], num_heads=[1, 2, 5])), 'must have 4 values'),
+    (dict(arch=dict(channels=[64, 128, 320, 512], depths=[1, 1, 1, 1], num_heads=[3, 2, 5, 8])),
+     'divisible by its 3 heads'),
+    (dict(out_indices=(0, 4)), 'out_indices entry 4 is out of range'),
+    (dict(out_indices=(-5, )), 'out_indices entry -5 is out of range'),
+    (dict(frozen_stages=5), r'frozen_stages must be in \[-1, 4\]'),
+    (dict(global_ratios=(8, 4, 2)), 'global_ratios must be 4 integers'),
+    (dict(drop_path_schedule='cosine'), "drop_path_schedule must be 'linear' or 'per_stage'"),
+])
+def test_bad_arguments_give_clear_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DSNet(**{'arch': 'tiny', **kwargs})
+
+
+def test_train_step_gives_finite_gradients_everywhere():
+    model = DSNet('tiny')
+    model.init_weights()
+    model.train()
+    outs = model(torch.randn(2, 3, 96, 64))
+    sum(o.float().pow(2).mean() for o in outs).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert all(isinstance(m.weight, nn.Parameter) for m in model.modules() if isinstance(m, nn.Linear))

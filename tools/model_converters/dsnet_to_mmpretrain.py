@@ -1,0 +1,105 @@
+"""Convert public DS-Net weights into an mmpretrain ``ImageClassifier`` checkpoint.
+
+    python tools/model_converters/dsnet_to_mmpretrain.py SRC DST
+
+SRC: a reference PyTorch checkpoint (DeiT-style dict with ``model`` / ``model_ema`` /
+``state_dict``, or a flat dict) or a PaddleClas ``DSNet_*_pretrained.pdparams`` (read with a
+numpy-only unpickler; Paddle is not needed). The variant is detected from the keys. DST is written
+as ``{'state_dict', 'meta'}``; it loads with ``strict=True`` into the ImageClassifier of
+``configs/imagenet/dsnet_*`` and into detectors / segmentors through
+``init_cfg=dict(type='Pretrained', checkpoint=DST, prefix='backbone.')``.
+
+The result is checked before it is written: the converted weights are loaded strictly into a
+freshly built mmpretrain ImageClassifier.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+import time
+
+import torch
+
+
+def build_classifier(arch: str, num_classes: int):
+    import dsnet_mm  # noqa: F401  (registers DSNet)
+    from mmpretrain.registry import MODELS
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmpretrain')
+    return MODELS.build(dict(
+        type='ImageClassifier',
+        backbone=dict(type='DSNet', arch=arch, out_indices=(3, )),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=num_classes, in_channels=512)))
+
+
+def convert(src: str):
+    """Returns ``(state_dict, meta)`` of the mmpretrain checkpoint."""
+    from dsnet_mm.models.backbones.dsnet import (convert_dsnet_reference, detect_arch,
+                                                 is_paddle_layout)
+    from dsnet_mm.utils import extract_state_dict, read_checkpoint
+
+    raw = extract_state_dict(read_checkpoint(src))
+    if not raw:
+        raise ValueError(f'{src}: no tensors found')
+    if any(k.startswith('backbone.') for k in raw):
+        raise ValueError(f'{src} is already an OpenMMLab checkpoint (keys start with "backbone."); '
+                         'no conversion is needed: load it with prefix="backbone."')
+    if not any(k.startswith(('patch_embed1.', 'blocks1.')) for k in raw):
+        raise ValueError(f'{src} is not a DS-Net reference checkpoint: its keys start with '
+                         f'{sorted({k.split(".")[0] for k in raw})[:6]}, expected patch_embed1..4, '
+                         'blocks1..4, norm, head')
+    backbone, head = convert_dsnet_reference(raw)
+    arch = detect_arch(backbone)
+    state_dict = {f'backbone.{k}': v for k, v in backbone.items()}
+    state_dict.update({f'head.fc.{k}': v for k, v in head.items()})
+    meta = dict(arch=arch, source=osp.basename(src),
+                source_layout='paddleclas' if is_paddle_layout(raw) else 'pytorch-reference',
+                num_classes=int(head['weight'].shape[0]) if 'weight' in head else None,
+                converted_by='dsnet_mm tools/model_converters/dsnet_to_mmpretrain.py',
+                time=time.strftime('%Y-%m-%d %H:%M:%S'))
+    return state_dict, meta
+
+
+def verify(state_dict, meta):
+    """Load strictly into a fresh ImageClassifier (or the backbone alone when there is no head)."""
+    from dsnet_mm.utils import check_state_dict_fits
+    if meta['num_classes'] is None:
+        from dsnet_mm.models import DSNet
+        model = DSNet(meta['arch'])
+        sd = {k[len('backbone.'):]: v for k, v in state_dict.items()}
+    else:
+        model = build_classifier(meta['arch'], meta['num_classes'])
+        sd = state_dict
+    check_state_dict_fits(model, sd, 'the converted checkpoint')
+    model.load_state_dict(sd, strict=True)
+
+
+def save_atomic(obj, dst: str):
+    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
+    tmp = f'{dst}.tmp.{os.getpid()}'
+    torch.save(obj, tmp)
+    os.replace(tmp, dst)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('src', help='reference .pth/.pth.tar or PaddleClas .pdparams')
+    parser.add_argument('dst', help='output mmpretrain checkpoint (.pth)')
+    args = parser.parse_args(argv)
+    try:
+        state_dict, meta = convert(args.src)
+        verify(state_dict, meta)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
+    save_atomic({'state_dict': state_dict, 'meta': meta}, args.dst)
+    n_backbone = sum(k.startswith('backbone.') for k in state_dict)
+    print(f'DS-Net-{meta["arch"]} ({meta["source_layout"]}): {n_backbone} backbone tensors'
+          + (f' + {meta["num_classes"]}-class head' if meta['num_classes'] else ', no head')
+          + f' -> {args.dst} (verified with strict=True)')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Convert a dsnet_mm / mmpretrain DS-Net checkpoint back to the reference PyTorch layout.
+
+    python tools/model_converters/mmpretrain_to_dsnet.py SRC DST
+
+SRC: a checkpoint with ``backbone.*`` keys (an mmpretrain classifier, or any detector/segmentor
+built on DSNet: only the backbone is kept, and ``head.fc.*`` if present). DST is a DeiT-style
+``{'model': state_dict}`` with the reference names (``patch_embed1.proj``, ``blocks1.0.conv1``,
+...), for code written against the reference implementation.
+"""
+import argparse
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from dsnet_to_mmpretrain import save_atomic  # noqa: E402
+
+
+def main(argv=None):
+    from dsnet_mm.models.backbones.dsnet import detect_arch, to_dsnet_reference
+    from dsnet_mm.utils import extract_state_dict, read_checkpoint
+
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('src')
+    parser.add_argument('dst')
+    args = parser.parse_args(argv)
+    try:
+        sd = extract_state_dict(read_checkpoint(args.src))
+        backbone = {k[9:]: v for k, v in sd.items() if k.startswith('backbone.')}
+        if not backbone:
+            raise ValueError(f'{args.src} has no "backbone." tensors; is it a dsnet_mm checkpoint?')
+        arch = detect_arch(backbone)
+        head = {k[8:]: v for k, v in sd.items() if k.startswith('head.fc.')}
+        ref = to_dsnet_reference(backbone, head)
+    except (FileNotFoundError, ValueError, RuntimeError, KeyError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
+    save_atomic({'model': ref}, args.dst)
+    print(f'DS-Net-{arch}: {len(ref)} tensors in the reference layout -> {args.dst}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

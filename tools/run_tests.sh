@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Run the test suite inside the project's venv (made by tools/setup_env.sh / tools/quickstart.sh).
+#   bash tools/run_tests.sh               # everything (CPU, ~15 min on 2 cores)
+#   bash tools/run_tests.sh -k backbone   # any pytest arguments
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VENV:-$ROOT/.venv}"
+if [[ ! -x "$VENV/bin/python" ]]; then
+  echo "[tests] no environment at $VENV: run 'bash tools/setup_env.sh' (or tools/quickstart.sh) first" >&2
+  exit 1
+fi
+cd "$ROOT"
+exec "$VENV/bin/python" -m pytest tests "$@"
