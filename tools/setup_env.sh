@@ -5,6 +5,7 @@
 #   bash tools/setup_env.sh                       # uses ../shared/wheels/ for mmcv when present
 #   MMCV_WHEEL_DIR=/path/to/wheels bash tools/setup_env.sh
 #   PYTHON=/usr/bin/python3.11 VENV=/opt/venv bash tools/setup_env.sh
+#   MMCV_FROM_SOURCE=1 bash tools/setup_env.sh    # ignore ready wheels, build mmcv from the sdist
 #   FORCE_REINSTALL=1 bash tools/setup_env.sh     # ignore the "already set up" stamp
 #
 # Idempotent: a second run on a ready machine only re-checks the stack (seconds).
@@ -65,8 +66,10 @@ if "$VPY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '2.1.0'" >/dev/n
   log "[3/5] mmcv 2.1.0 with ops already installed"
 else
   WHEEL_DIRS=()
-  [[ -n "${MMCV_WHEEL_DIR:-}" ]] && WHEEL_DIRS+=("$MMCV_WHEEL_DIR")
-  [[ -d "$ROOT/../shared/wheels" ]] && WHEEL_DIRS+=("$(cd "$ROOT/../shared/wheels" && pwd)")
+  if [[ -z "${MMCV_FROM_SOURCE:-}" ]]; then
+    [[ -n "${MMCV_WHEEL_DIR:-}" ]] && WHEEL_DIRS+=("$MMCV_WHEEL_DIR")
+    [[ -d "$ROOT/../shared/wheels" ]] && WHEEL_DIRS+=("$(cd "$ROOT/../shared/wheels" && pwd)")
+  fi
   MMCV_WHEEL=""
   for d in "${WHEEL_DIRS[@]}"; do
     w="$(ls "$d"/mmcv-2.1.0-cp${PYVER/./}-*.whl 2>/dev/null | head -n1 || true)"
