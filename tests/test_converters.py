@@ -234,3 +234,18 @@ def test_missing_and_corrupt_files(converted, tmp_path):
     (tmp_path / 'cut.pth').write_bytes(data[:len(data) // 2])
     with pytest.raises(RuntimeError, match='truncated, corrupt or not a PyTorch checkpoint'):
         _init(dict(arch='tiny'), tmp_path / 'cut.pth', 'backbone.')
+
+
+def test_mmseg_pretrained_argument_takes_a_classifier_checkpoint(converted, reference):
+    # mmseg configs pass EncoderDecoder(pretrained=PATH), which becomes backbone.pretrained
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+    from mmengine.config import ConfigDict
+    init_default_scope('mmseg')
+    seg = MODELS.build(ConfigDict(
+        type='EncoderDecoder', pretrained=converted,
+        backbone=dict(type='DSNet', arch='tiny'),
+        decode_head=dict(type='FCNHead', in_channels=512, in_index=3, channels=32, num_convs=1,
+                         num_classes=4, norm_cfg=dict(type='BN'))))
+    seg.init_weights()
+    torch.testing.assert_close(seg.backbone.norm.running_var, reference.norm.running_var)

@@ -139,7 +139,8 @@ def load_checkpoint_strict(module: torch.nn.Module, filename: str, prefix: Optio
 
     Args:
         prefix: keep only the keys under it and strip it (``'backbone.'`` for a classifier or a
-            detector checkpoint); None takes the whole dict.
+            detector checkpoint); None takes the whole dict; ``'auto'`` is ``'backbone.'`` when
+            the file has such keys, else None.
         convert: ``fn(state_dict) -> (state_dict, extra)`` applied after the prefix (e.g. the
             reference DS-Net names -> ours).
         hint: ``fn(state_dict, missing, unexpected, mis_shaped) -> str | None`` for the error.
@@ -147,6 +148,8 @@ def load_checkpoint_strict(module: torch.nn.Module, filename: str, prefix: Optio
         the number of tensors loaded.
     """
     sd = extract_state_dict(read_checkpoint(filename, map_location))
+    if prefix == 'auto':
+        prefix = 'backbone.' if any(k.startswith('backbone.') for k in sd) else None
     name = f'checkpoint {filename!r}' + (f' (prefix {prefix!r})' if prefix else '')
     if prefix:
         prefix = prefix if prefix.endswith('.') else prefix + '.'

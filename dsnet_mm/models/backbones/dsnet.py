@@ -292,11 +292,12 @@ class DSNet(BaseModule):
         with_cp (bool): activation checkpointing per block (non-reentrant, DDP-safe).
         fused_attn (bool): use ``F.scaled_dot_product_attention``; False runs the explicit
             softmax(QK^T)V (for checking and FLOP counting). Defaults to True.
-        pretrained (str, optional): deprecated mmseg-style path; same as ``init_cfg``
-            Pretrained without prefix.
+        pretrained (str, optional): mmseg-style path (``EncoderDecoder(pretrained=...)`` sets
+            it); same as ``init_cfg`` Pretrained with ``prefix='auto'``.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH, prefix='backbone.')``.
             ``prefix`` selects and strips the keys under it (None: the file is a bare backbone or
-            a reference DS-Net / PaddleClas checkpoint, converted on the fly).
+            a reference DS-Net / PaddleClas checkpoint, converted on the fly; ``'auto'``:
+            ``'backbone.'`` if the file has such keys, else None).
     """
     arch_zoo = {
         **dict.fromkeys(['t', 'tiny'], {
@@ -338,7 +339,9 @@ class DSNet(BaseModule):
                  init_cfg: Optional[dict] = None):
         if pretrained is not None:
             assert init_cfg is None, 'give either `pretrained` or `init_cfg`, not both'
-            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
+            # mmseg's EncoderDecoder(pretrained=...) lands here: take a bare backbone file or
+            # the backbone of a classifier checkpoint, whichever the file is.
+            init_cfg = dict(type='Pretrained', checkpoint=pretrained, prefix='auto')
         super().__init__(init_cfg=init_cfg)
 
         self.arch_settings = self._parse_arch(arch)
