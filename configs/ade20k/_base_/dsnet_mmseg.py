@@ -1,0 +1,26 @@
+# Base fragment of the DS-Net ADE20K configs (not a config to train by itself): the plugin import
+# and the DS-Net-S backbone as the variable `dsnet_backbone` (used as `model.backbone`).
+custom_imports = dict(imports=['dsnet_mm'], allow_failed_imports=False)
+
+# ImageNet-1k weights: python tools/model_converters/dsnet_to_mmpretrain.py SRC
+# checkpoints/dsnet_s_in1k.pth (or train configs/imagenet/dsnet_s_8xb128_in1k.py).
+# Without them: --cfg-options model.backbone.init_cfg=None
+dsnet_backbone = dict(
+    _delete_=True,
+    type='DSNet',
+    arch='small',
+    out_indices=(0, 1, 2, 3),
+    drop_path_rate=0.2,
+    norm_eval=False,
+    with_cp=False,
+    init_cfg=dict(
+        type='Pretrained', checkpoint='checkpoints/dsnet_s_in1k.pth',
+        prefix='backbone.'))
+
+# BN everywhere (heads and backbone) so a single process / CPU run works. For multi-GPU runs,
+# synchronise the statistics across GPUs with  --cfg-options sync_bn=torch  (mmengine then turns
+# every BN into SyncBN, only when launched distributed).
+head_norm_cfg = dict(type='BN', requires_grad=True)
+
+# AdamW without weight decay on norm layers and on the conditional position encodings
+dsnet_paramwise_cfg = dict(norm_decay_mult=0., custom_keys={'pos_embed': dict(decay_mult=0.)})
