@@ -1,0 +1,105 @@
+"""Parameters and FLOPs of a dsnet_mm config (mmdet, mmseg or mmpretrain), without any dataset.
+
+    python tools/analysis_tools/get_flops.py configs/mask_rcnn_dsnet_s_fpn_1x_coco.py
+    python tools/analysis_tools/get_flops.py configs/imagenet/dsnet_s_8xb128_in1k.py --backbone-only
+    python tools/analysis_tools/get_flops.py CONFIG --shape 800 1280 --json out.json
+
+Why not ``mim run mmdet get_flops``: mmdet's (and mmseg's) tool takes its input from the config's
+val dataloader, so it needs COCO / ADE20K on disk, and it counts whatever the SDPA kernel leaves
+out. This tool feeds a synthetic image of the config's test size (detection 800 x 1280 = the
+1333 x 800 test scale padded to 32, ADE20K 512 x 512, ImageNet 224 x 224), counts with
+``mmengine.analysis.get_model_complexity_info`` (one multiply-add = one FLOP, as fvcore) and
+switches every DS-Net / DS-FPN attention to the explicit softmax(QK^T)V so its matmuls are counted.
+Two-stage detectors are counted as mmdet's tool does: RPN on the whole map, RoI heads on the
+proposals the random-init RPN keeps (up to ``test_cfg.rpn.max_per_img``, i.e. 1000).
+"""
+import argparse
+import importlib
+import json
+import os.path as osp
+import sys
+from functools import partial
+
+import torch
+from mmengine.analysis import get_model_complexity_info
+from mmengine.config import Config, DictAction
+from mmengine.registry import DefaultScope
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+import dsnet_mm  # noqa: E402,F401
+
+DEFAULT_SHAPES = {'mmdet': (800, 1280), 'mmseg': (512, 512), 'mmpretrain': (224, 224)}
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('config')
+    p.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
+                   help='input size (default: the task test size, see above)')
+    p.add_argument('--backbone-only', action='store_true', help='count model.backbone alone')
+    p.add_argument('--json', help='append the result as one JSON line to this file')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return p.parse_args()
+
+
+def set_explicit_attention(model):
+    for m in model.modules():
+        if hasattr(m, 'set_fused_attention') and m is not model:
+            m.set_fused_attention(False)
+
+
+def build(cfg):
+    scope = cfg.get('default_scope', 'mmdet')
+    cfg.model.backbone.init_cfg = None
+    if 'pretrained' in cfg.model:
+        cfg.model.pretrained = None
+    if cfg.get('data_preprocessor') is not None:
+        cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
+    registry = importlib.import_module(f'{scope}.registry').MODELS
+    with DefaultScope.overwrite_default_scope(scope):
+        model = registry.build(cfg.model)
+    model.eval()
+    set_explicit_attention(model)
+    return model, scope
+
+
+def count(model, scope, shape, backbone_only):
+    h, w = shape
+    x = torch.rand(1, 3, h, w)
+    if backbone_only:
+        return get_model_complexity_info(model.backbone, inputs=(x, ), show_table=False,
+                                         show_arch=False)
+    if scope == 'mmdet':
+        from mmdet.structures import DetDataSample
+        sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
+                                             batch_input_shape=(h, w), scale_factor=(1., 1.)))
+        model.forward = partial(model.forward, data_samples=[sample], mode='tensor')
+    elif scope == 'mmseg':
+        model.forward = partial(model.forward, mode='tensor')
+    else:
+        model.forward = partial(model.forward, mode='tensor')
+    return get_model_complexity_info(model, inputs=(x, ), show_table=False, show_arch=False)
+
+
+def main():
+    args = parse_args()
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    model, scope = build(cfg)
+    shape = tuple(args.shape) if args.shape else DEFAULT_SHAPES[scope]
+    params_all = sum(p.numel() for p in model.parameters())
+    params_bb = sum(p.numel() for p in model.backbone.parameters())
+    with torch.no_grad():
+        info = count(model, scope, shape, args.backbone_only)
+    res = dict(config=args.config, task=scope, shape=list(shape), backbone_only=args.backbone_only,
+               params_M=round((params_bb if args.backbone_only else params_all) / 1e6, 3),
+               backbone_params_M=round(params_bb / 1e6, 3), flops_G=round(info['flops'] / 1e9, 2))
+    print(json.dumps(res))
+    if args.json:
+        with open(args.json, 'a') as f:
+            f.write(json.dumps(res) + '\n')
+
+
+if __name__ == '__main__':
+    main()
