@@ -74,8 +74,20 @@ def to_map(t: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
 
 
 def global_grid(hw: Tuple[int, int], ratio: int) -> Tuple[int, int]:
-    """Size of the global stream: the reference's H // ratio, never below 1 x 1."""
-    return max(1, hw[0] // ratio), max(1, hw[1] // ratio)
+    """Size of the global stream: the reference's H // ratio, never below 1 x 1.
+
+    Under tracing (``torch.onnx.export`` with the TorchScript exporter) the sizes are traced
+    tensors: keep the arithmetic in the graph so an export with dynamic H, W stays dynamic.
+    """
+    return tuple(torch.clamp(s // ratio, min=1) if isinstance(s, torch.Tensor) else max(1, s // ratio)
+                 for s in hw)
+
+
+def needs_resize(src_hw, dst_hw) -> bool:
+    """Whether a map of size ``src_hw`` must be resized to ``dst_hw``. Always True under tracing:
+    a Python comparison of traced sizes would be frozen into the graph, and a bilinear resize
+    to the same size (align_corners=False) is an exact identity anyway."""
+    return torch.jit.is_tracing() or tuple(src_hw) != tuple(dst_hw)
 
 
 class _AttentionModule(nn.Module):
@@ -121,7 +133,7 @@ class IntraScalePropagation(_AttentionModule):
         """local, glob: (B, C, H, W) -> local (B, C, H, W), global tokens (B, Hg*Wg, C), (Hg, Wg)."""
         local = local + self.local_conv(self.local_norm(local))
         grid = global_grid(local.shape[-2:], self.global_ratio)
-        if grid != tuple(glob.shape[-2:]):
+        if needs_resize(glob.shape[-2:], grid):
             glob = F.interpolate(glob, size=grid, mode='bilinear', align_corners=False)
         tokens = to_tokens(glob)
         q, k, v = split_heads(self.global_qkv(self.global_norm(tokens)), self.num_heads)
@@ -155,7 +167,13 @@ class InterScaleAlignment(_AttentionModule):
     def forward(self, local: torch.Tensor, tokens: torch.Tensor):
         """local (B, C, H, W), tokens (B, Ng, C) -> the same shapes, each informed by the other."""
         hw = local.shape[-2:]
-        ql, kl, vl = split_heads(to_tokens(self.local_qkv(self.local_norm(local))), self.num_heads)
+        # The 1x1 conv runs as a linear on the token view (same weights): q/k/v come out
+        # token-major with unit stride in the head dim. As a conv + to_tokens they had stride H*W
+        # there, and SDPA's fused CPU kernel rejects that and falls back to the explicit math path
+        # (materialised Nq x Nk attention: ~3-5x slower at 800 x 1333).
+        ql, kl, vl = split_heads(
+            F.linear(to_tokens(self.local_norm(local)), self.local_qkv.weight.flatten(1),
+                     self.local_qkv.bias), self.num_heads)
         qg, kg, vg = split_heads(self.global_qkv(self.global_norm(tokens)), self.num_heads)
         local_out = self.local_proj(merge_heads(self._attend(ql, kg, vg)))
         global_out = self.global_proj(merge_heads(self._attend(qg, kl, vl)))
@@ -181,11 +199,17 @@ class DualStreamMixer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hw = x.shape[-2:]
-        glob, local = self.proj_in(x).chunk(2, dim=1)   # first half global, second local
+        # proj_in as two convs on the two halves of its weight (first half global, second local):
+        # each stream comes out as a dense map, not a channel slice of one. In channels-last a
+        # slice is strided, and every later op (BN, depthwise conv, resize) would copy it.
+        half = self.proj_in.out_channels // 2
+        w, b = self.proj_in.weight, self.proj_in.bias
+        glob = F.conv2d(x, w[:half], b[:half])
+        local = F.conv2d(x, w[half:], b[half:])
         local, tokens, grid = self.intra(local, glob)
         local, tokens = self.inter(local, tokens)
         glob = to_map(tokens, grid)
-        if grid != tuple(hw):
+        if needs_resize(grid, hw):
             glob = F.interpolate(glob, size=hw, mode='bilinear', align_corners=False)
         return self.proj_out(torch.cat([local, glob], dim=1))
 
@@ -249,7 +273,7 @@ class PatchEmbed(nn.Module):
     def forward(self, x):
         H, W = x.shape[-2:]
         pad_h, pad_w = -H % self.stride, -W % self.stride
-        if pad_h or pad_w:
+        if torch.jit.is_tracing() or pad_h or pad_w:   # traced: keep the (maybe zero) pad dynamic
             x = F.pad(x, (0, pad_w, 0, pad_h))
         return self.proj(x)
 
@@ -380,6 +404,8 @@ class DSNet(BaseModule):
             ]))
             start += depths[i]
         self.norm = nn.BatchNorm2d(channels[-1])
+        # Memory layout only (no effect on weights or results); see ``forward``.
+        self.channels_last = True
         self.set_fused_attention(fused_attn)
         self._register_load_state_dict_pre_hook(self._convert_reference_keys_hook)
         self._freeze_stages()
@@ -432,10 +458,16 @@ class DSNet(BaseModule):
     # -------------------------------------------------------------------- forward
     def forward(self, x):
         outs = []
+        if self.channels_last:
+            # Run internally in channels-last (NHWC): the token view of a map and the map view of
+            # tokens are then free, and oneDNN convolutions (1x1 and depthwise) skip their
+            # NCHW <-> blocked reorders. Outputs are handed back as ordinary contiguous NCHW.
+            x = x.contiguous(memory_format=torch.channels_last)
         for i in range(self.num_stages):
             x = self.stages[i](self.patch_embeds[i](x))
             if i in self.out_indices:
-                outs.append(self.norm(x) if i == self.num_stages - 1 and self.final_norm else x)
+                out = self.norm(x) if i == self.num_stages - 1 and self.final_norm else x
+                outs.append(out.contiguous() if self.channels_last else out)
         return tuple(outs)
 
     # -------------------------------------------------------------------- freezing
