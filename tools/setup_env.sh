@@ -93,8 +93,9 @@ else
     start=$SECONDS
     while kill -0 "$pid" 2>/dev/null; do
       sleep 30
-      n="$(grep -cE '^(gcc|g\+\+|c\+\+|x86_64-linux-gnu-g|.*nvcc)' "$BUILD_LOG" 2>/dev/null || true)"
-      log "      mmcv build: $(( (SECONDS - start) / 60 )) min elapsed, ${n:-0} compiler calls so far"
+      # ninja prints "[done/total] c++ ..." per source file
+      n="$(grep -oE '^\s*\[[0-9]+/[0-9]+\]' "$BUILD_LOG" 2>/dev/null | tail -n1 | tr -d ' []' || true)"
+      log "      mmcv build: $(( (SECONDS - start) / 60 )) min elapsed, ${n:-0/?} source files compiled"
     done
     wait "$pid" || { tail -n 40 "$BUILD_LOG" >&2; die "mmcv build failed (log above and in $BUILD_LOG). It needs gcc/g++ and the Python headers (apt-get install build-essential python3.11-dev)."; }
   fi
