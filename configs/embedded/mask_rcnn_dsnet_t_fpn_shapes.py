@@ -1,0 +1,140 @@
+# Mask R-CNN + DS-Net-T + FPN on the embedded "shapes" set: the quick-start job (tools/quickstart.sh).
+#
+# From scratch (no ImageNet weights offline), 128 x 128 images, 2 CPU cores, ~15 min of training.
+# Make the data first:  python tools/dataset_converters/make_shapes_coco.py   (-> data/shapes/)
+#
+# Neck: mmdet's plain FPN, not DSFPN. The quick start has to learn from scratch in minutes on two
+# CPU cores; DSFPN adds a dual-stream attention block per level (more compute and more weights
+# to train from random init) for context that 128-px images with a few shapes do not need.
+# Switching is one line (neck type='DSFPN', same arguments).
+#
+# Heads are slimmed for CPU speed: 128 FPN channels, 256-d box FCs, 2 mask convs of 64 channels,
+# fewer proposals and 64 RoIs per image. Anchors are halved (scale 4: 16..256 px) because
+# objects are 10-60 px.
+_base_ = [
+    'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
+    'mmdet::_base_/datasets/coco_instance.py',
+    'mmdet::_base_/schedules/schedule_1x.py',
+    'mmdet::_base_/default_runtime.py',
+]
+custom_imports = dict(imports=['dsnet_mm', 'dsnet_mm.engine'], allow_failed_imports=False)
+
+classes = ('circle', 'triangle', 'rectangle')
+num_classes = len(classes)
+img_size = 128
+ch = 128          # FPN / head width
+max_epochs = 12   # 600 images / batch 8 = 75 iters per epoch
+batch_size = 8
+
+model = dict(
+    data_preprocessor=dict(pad_size_divisor=32),
+    backbone=dict(
+        _delete_=True,
+        type='DSNet',
+        arch='tiny',
+        out_indices=(0, 1, 2, 3),
+        drop_path_rate=0.0,
+        attn_drop_rate=0.0,
+        frozen_stages=-1,
+        norm_eval=False,       # from scratch: BatchNorm statistics must train
+        with_cp=False,
+        init_cfg=None),
+    neck=dict(type='FPN', in_channels=[64, 128, 320, 512], out_channels=ch, num_outs=5),
+    rpn_head=dict(
+        in_channels=ch,
+        feat_channels=ch,
+        anchor_generator=dict(scales=[4])),
+    roi_head=dict(
+        bbox_roi_extractor=dict(out_channels=ch),
+        bbox_head=dict(in_channels=ch, fc_out_channels=256, num_classes=num_classes),
+        mask_roi_extractor=dict(out_channels=ch),
+        mask_head=dict(num_convs=2, in_channels=ch, conv_out_channels=64,
+                       num_classes=num_classes)),
+    train_cfg=dict(
+        rpn_proposal=dict(nms_pre=600, max_per_img=300),
+        rcnn=dict(sampler=dict(num=64), mask_size=28)),
+    test_cfg=dict(
+        rpn=dict(nms_pre=300, max_per_img=100),
+        rcnn=dict(max_per_img=50)))
+
+dataset_type = 'CocoDataset'
+data_root = 'data/shapes/'
+metainfo = dict(classes=classes)
+backend_args = None
+
+train_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='Resize', scale=(img_size, img_size), keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5, direction=['horizontal', 'vertical']),
+    dict(type='PackDetInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='Resize', scale=(img_size, img_size), keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='PackDetInputs',
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+]
+train_dataloader = dict(
+    batch_size=batch_size,
+    num_workers=1,
+    persistent_workers=True,
+    batch_sampler=None,
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/instances_train.json',
+        data_prefix=dict(img='train/'),
+        filter_cfg=dict(filter_empty_gt=True, min_size=4),
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=8,
+    num_workers=1,
+    persistent_workers=False,
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/instances_val.json',
+        data_prefix=dict(img='val/'),
+        test_mode=True,
+        pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(
+    type='CocoMetric',
+    ann_file=data_root + 'annotations/instances_val.json',
+    metric=['bbox', 'segm'],
+    format_only=False)
+test_evaluator = val_evaluator
+
+# evaluate once, at the end (evaluation costs time the schedule can use)
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
+warmup_iters = 100
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=warmup_iters),
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=1, end=max_epochs, T_max=max_epochs - 1,
+         eta_min_ratio=0.02, convert_to_iter_based=True),
+]
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.05),
+    clip_grad=dict(max_norm=10.0),
+    paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0))
+auto_scale_lr = dict(enable=False, base_batch_size=batch_size)
+
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=10),
+    # never half-written; keeps the last 2 (see dsnet_mm/engine/hooks.py)
+    checkpoint=dict(type='AtomicCheckpointHook', interval=1, max_keep_ckpts=2),
+    visualization=dict(type='DetVisualizationHook', draw=False))
+# mean of the losses over ranks in multi-process runs (no-op in one process)
+custom_hooks = [dict(type='MeanLossHook')]
+log_processor = dict(window_size=10)
+# multi-process (tools/dist_train.sh): gloo and a DDP wrapper that accepts CPU modules; on GPUs
+# use backend='nccl' (DeviceAwareDDP is plain MMDistributedDataParallel there)
+env_cfg = dict(dist_cfg=dict(backend='gloo'))
+model_wrapper_cfg = dict(type='DeviceAwareDDP')
+randomness = dict(seed=0, deterministic=False)
