@@ -314,3 +314,26 @@ def test_mim_train_mask_rcnn_s(tmp_path):
     model.load_state_dict(ckpt['state_dict'], strict=True)
     for k, v in ckpt['state_dict'].items():
         assert torch.isfinite(v.float()).all(), k
+
+
+def test_model_index_lists_every_config():
+    """model-index.yml (OpenMMLab format) imports metafiles that list each config exactly once,
+    with a collection, task / dataset results and measured params / FLOPs."""
+    import yaml
+    index = yaml.safe_load(open(osp.join(ROOT, 'model-index.yml')))
+    listed = []
+    for meta in index['Import']:
+        data = yaml.safe_load(open(osp.join(ROOT, meta)))
+        collections = {c['Name'] for c in data['Collections']}
+        for m in data['Models']:
+            assert m['In Collection'] in collections, m['Name']
+            assert osp.exists(osp.join(ROOT, m['Config'])), m['Config']
+            assert m['Results'] and all({'Task', 'Dataset', 'Metrics'} <= set(r) for r in m['Results'])
+            assert 'Paper-reported' in m['Metadata'], m['Name']
+            if m['Metadata']['Paper-reported'] is not True:
+                assert not any(r['Metrics'] for r in m['Results']), \
+                    f"{m['Name']}: metrics we did not measure must be marked paper-reported"
+            assert m['Metadata']['Parameters'] > 0 and m['Metadata']['FLOPs'] > 0, m['Name']
+            listed.append(m['Config'])
+    assert len(listed) == len(set(listed))
+    assert set(listed) == set(CONFIGS)

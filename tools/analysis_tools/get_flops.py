@@ -10,8 +10,10 @@ out. This tool feeds a synthetic image of the config's test size (detection 800 
 1333 x 800 test scale padded to 32, ADE20K 512 x 512, ImageNet 224 x 224), counts with
 ``mmengine.analysis.get_model_complexity_info`` (one multiply-add = one FLOP, as fvcore) and
 switches every DS-Net / DS-FPN attention to the explicit softmax(QK^T)V so its matmuls are counted.
-Two-stage detectors are counted as mmdet's tool does: RPN on the whole map, RoI heads on the
-proposals the random-init RPN keeps (up to ``test_cfg.rpn.max_per_img``, i.e. 1000).
+Detectors: by default backbone + neck (``extract_feat``), which is well defined. ``--full`` adds
+the heads as mmdet's tool counts them (``mode='tensor'``): RPN on the whole map, and box *and*
+mask heads on every proposal the RPN keeps, a number that depends on the weights (a random-init
+RPN keeps a different count than a trained one), so full-detector FLOPs are only indicative.
 """
 import argparse
 import importlib
@@ -37,6 +39,8 @@ def parse_args():
     p.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
                    help='input size (default: the task test size, see above)')
     p.add_argument('--backbone-only', action='store_true', help='count model.backbone alone')
+    p.add_argument('--full', action='store_true',
+                   help='detectors: count the heads too (mmdet tensor mode; proposal-dependent)')
     p.add_argument('--json', help='append the result as one JSON line to this file')
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     return p.parse_args()
@@ -63,13 +67,15 @@ def build(cfg):
     return model, scope
 
 
-def count(model, scope, shape, backbone_only):
+def count(model, scope, shape, backbone_only, full=False):
     h, w = shape
     x = torch.rand(1, 3, h, w)
     if backbone_only:
         return get_model_complexity_info(model.backbone, inputs=(x, ), show_table=False,
                                          show_arch=False)
-    if scope == 'mmdet':
+    if scope == 'mmdet' and not full:
+        model.forward = model.extract_feat
+    elif scope == 'mmdet':
         from mmdet.structures import DetDataSample
         sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
                                              batch_input_shape=(h, w), scale_factor=(1., 1.)))
@@ -91,8 +97,10 @@ def main():
     params_all = sum(p.numel() for p in model.parameters())
     params_bb = sum(p.numel() for p in model.backbone.parameters())
     with torch.no_grad():
-        info = count(model, scope, shape, args.backbone_only)
-    res = dict(config=args.config, task=scope, shape=list(shape), backbone_only=args.backbone_only,
+        info = count(model, scope, shape, args.backbone_only, args.full)
+    part = ('backbone' if args.backbone_only else 'backbone+neck'
+            if scope == 'mmdet' and not args.full else 'whole model')
+    res = dict(config=args.config, task=scope, shape=list(shape), counted=part,
                params_M=round((params_bb if args.backbone_only else params_all) / 1e6, 3),
                backbone_params_M=round(params_bb / 1e6, 3), flops_G=round(info['flops'] / 1e9, 2))
     print(json.dumps(res))
