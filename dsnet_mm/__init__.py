@@ -4,5 +4,6 @@ from .version import __version__
 from .registry import register_all as _register_all
 
 _register_all()
+from .utils.checkpoint import allow_mmengine_checkpoints as _allow; _allow()  # resume under weights_only
 
 __all__ = ['__version__']

@@ -61,20 +61,26 @@ def read_checkpoint(path: str, map_location='cpu'):
         if path.endswith('.pdparams'):
             return load_pdparams(path)
         return torch.load(path, map_location=map_location)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ''
-        if 'Unsupported global' in str(e) or 'is not allowed' in str(e):
-            glob = [ln.strip() for ln in str(e).splitlines() if 'Unsupported global' in ln]
+    except MemoryError:
+        raise
+    except Exception as e:  # the unpickler raises anything on garbage (IndexError, KeyError...)
+        msg = str(e)
+        size = osp.getsize(path)
+        if any(t in msg for t in ('Weights only load failed', 'Unsupported global',
+                                  'is not allowed')):
+            why = next((ln.strip() for ln in msg.splitlines()
+                        if 'Unsupported global' in ln or 'Can only build' in ln
+                        or 'not allowed' in ln), msg.splitlines()[0])
             raise RuntimeError(
                 f'refusing to unpickle {path!r}: it holds Python objects that safe loading does '
-                f'not allow ({glob[0] if glob else first}). Only tensors, numpy arrays and '
-                "mmengine's own checkpoint classes are loaded; if you trust the file, re-save "
-                'just its state_dict with torch.save.') from e
-        size = osp.getsize(path)
+                f'not allow ({why}). Only tensors, numpy arrays and mmengine\'s own checkpoint '
+                'classes are loaded; if you trust the file, re-save just its state_dict with '
+                'torch.save.') from e
         raise RuntimeError(
             f'cannot read checkpoint {path!r} ({size} bytes): {type(e).__name__}: '
-            f'{first}. The file is truncated, corrupt or not a '
-            'PyTorch checkpoint; re-download or re-create it.') from e
+            f'{msg.splitlines()[0] if msg else ""}. The file is truncated, corrupt or not a '
+            'PyTorch checkpoint (an interrupted save or copy?); re-create or re-download it, or '
+            'resume from an earlier checkpoint.') from e
 
 
 def extract_state_dict(ckpt) -> 'OrderedDict[str, torch.Tensor]':
@@ -178,28 +184,86 @@ def load_checkpoint_strict(module: torch.nn.Module, filename: str, prefix: Optio
 _SAFE_GLOBALS_DONE = False
 
 
+_HISTORY_BUFFER_STATISTICS = ('min', 'max', 'current', 'mean')
+
+
+def _history_buffer_getattr(obj, name):
+    """Stands in for ``builtins.getattr`` while ``torch.load(weights_only=True)`` unpickles.
+
+    ``HistoryBuffer.__getstate__`` pickles its statistics methods, which pickle protocol 2 writes
+    as ``getattr(HistoryBuffer, 'min')``. Allowing the real ``getattr`` would open every
+    attribute of every allowed class (a path to arbitrary code); this allows exactly those
+    lookups: a statistics method of ``HistoryBuffer``.
+    """
+    import pickle
+
+    from mmengine.logging.history_buffer import HistoryBuffer
+    known = set(_HISTORY_BUFFER_STATISTICS) | set(HistoryBuffer._statistics_methods)
+    if obj is HistoryBuffer and isinstance(name, str) and name in known \
+            and not name.startswith('_'):
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(
+        f'getattr({getattr(obj, "__name__", type(obj).__name__)}, {name!r}) is not allowed in a '
+        'checkpoint (only HistoryBuffer statistics methods are)')
+
+
+def mmengine_checkpoint_globals():
+    """The classes and functions, beyond torch's own, that an mmengine runner checkpoint pickles.
+
+    Found by listing the GLOBAL opcodes of real ``epoch_N.pth`` files (tests/test_resume.py
+    checks the list against a fresh one): the message hub's ``HistoryBuffer``, its statistics
+    methods (pickled as ``getattr(HistoryBuffer, 'min')``: allowed through
+    :func:`_history_buffer_getattr`, not the real ``getattr``), and the numpy arrays and scalars
+    it keeps (``ndarray`` via ``_reconstruct``, ``scalar``, ``dtype``). numpy >= 1.25 pickles a
+    dtype as ``dtype('f8', ...)`` plus a BUILD of its state, and torch only BUILDs allow-listed
+    types, so the numeric dtype classes (``Float64DType``, ``Int64DType``, ...) are allowed too;
+    a dtype class only describes a type, and non-numeric ones (object, string) are left out.
+    Entries are classes / functions, or ``(function, 'module.name')`` pairs (torch's form for a
+    stand-in).
+    """
+    import numpy as np
+    from mmengine.logging.history_buffer import HistoryBuffer
+    try:   # numpy >= 2
+        from numpy._core.multiarray import _reconstruct, scalar
+    except ImportError:  # numpy 1.x
+        from numpy.core.multiarray import _reconstruct, scalar
+    safe = [HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr'), np.ndarray, np.dtype,
+            _reconstruct, scalar]
+    dtypes = getattr(np, 'dtypes', None)   # numpy >= 1.25: dtype('f8') is a Float64DType
+    if dtypes is not None:
+        numeric = ('Bool', 'Int8', 'UInt8', 'Int16', 'UInt16', 'Int32', 'UInt32', 'Int64',
+                   'UInt64', 'LongLong', 'ULongLong', 'Float16', 'Float32', 'Float64',
+                   'LongDouble', 'Complex64', 'Complex128', 'CLongDouble')
+        safe += list(dict.fromkeys(getattr(dtypes, n + 'DType') for n in numeric
+                                   if hasattr(dtypes, n + 'DType')))  # some are aliases
+    return safe
+
+
+def _load_local_clearly(filename, map_location):
+    """mmengine's loader for local paths (``CheckpointLoader`` scheme ``''``), the same
+    ``torch.load`` (``weights_only`` left at torch's default), but a missing, truncated or
+    corrupt file gives :func:`read_checkpoint`'s clear error instead of a zip-reader traceback."""
+    return read_checkpoint(osp.expanduser(filename), map_location)
+
+
 def allow_mmengine_checkpoints():
     """Let ``torch.load(weights_only=True)`` read mmengine's own training checkpoints.
 
     Runner checkpoints pickle ``message_hub`` (a ``HistoryBuffer`` holding numpy arrays and
     scalars), so ``--resume`` fails under torch >= 2.6. Instead of turning the safety off, allow
-    exactly the classes those files contain; anything else is still refused.
+    exactly the classes those files contain (:func:`mmengine_checkpoint_globals`); anything else
+    is still refused. Also routes mmengine's local checkpoint loading through
+    :func:`read_checkpoint`, so resuming from a truncated file says so. Idempotent; called when
+    ``dsnet_mm`` is imported.
     """
     global _SAFE_GLOBALS_DONE
-    if _SAFE_GLOBALS_DONE or not hasattr(torch.serialization, 'add_safe_globals'):
+    if _SAFE_GLOBALS_DONE:
         return
-    import numpy as np
-    from mmengine.logging.history_buffer import HistoryBuffer
-    safe = [HistoryBuffer, np.ndarray, np.dtype]
-    try:   # numpy >= 2
-        from numpy._core.multiarray import _reconstruct, scalar
-    except ImportError:  # numpy 1.x
-        from numpy.core.multiarray import _reconstruct, scalar
-    safe += [_reconstruct, scalar]
-    # dtype classes (np.dtypes.Float64DType, ...) pickled with arrays and scalars
-    dtypes = getattr(np, 'dtypes', None)
-    if dtypes is not None:
-        safe += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith('DType')]
-    torch.serialization.add_safe_globals(safe)
+    if hasattr(torch.serialization, 'add_safe_globals'):
+        torch.serialization.add_safe_globals(mmengine_checkpoint_globals())
+    try:
+        from mmengine.runner.checkpoint import CheckpointLoader
+        CheckpointLoader.register_scheme(prefixes='', loader=_load_local_clearly, force=True)
+    except ImportError:
+        pass
     _SAFE_GLOBALS_DONE = True
-

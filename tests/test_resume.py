@@ -1,0 +1,263 @@
+"""Interrupted training resumes where it stopped, under torch's default ``weights_only=True``.
+
+Real runs of the embedded config (mmdet's tools/train.py, mmengine runner) on a tiny shapes set,
+killed with SIGKILL, then resumed with ``--resume``. Also: the allow-list of
+``dsnet_mm.utils.allow_mmengine_checkpoints`` is exactly what a runner checkpoint needs and
+nothing arbitrary loads; corrupt / truncated checkpoints give a clear error; a kill while a
+checkpoint is being written leaves the previous one usable (``AtomicCheckpointHook``).
+"""
+import glob
+import json
+import os
+import os.path as osp
+import pickletools
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import zipfile
+
+import pytest
+import torch
+
+import dsnet_mm  # noqa: F401  (allow-list + clear checkpoint errors, as in every dsnet_mm run)
+from main_job_helpers import (make_tiny_shapes, mmdet_tool, run, subprocess_env,
+                              write_tiny_config)
+
+pytestmark = pytest.mark.slow
+ITERS_PER_EPOCH = 2   # 8 training images, batch 4
+
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    return make_tiny_shapes(tmp_path_factory.mktemp('shapes'))
+
+
+def _train_cmd(cfg, work_dir, *extra):
+    return [sys.executable, mmdet_tool('train.py'), cfg, '--work-dir', str(work_dir), *extra]
+
+
+def _last(work_dir):
+    p = osp.join(work_dir, 'last_checkpoint')
+    return open(p).read().strip() if osp.exists(p) else None
+
+
+def _load(path):
+    return torch.load(path, map_location='cpu')   # weights_only: torch's default (True)
+
+
+@pytest.fixture(scope='module')
+def killed_run(tiny, tmp_path_factory):
+    """Start a long run, SIGKILL it once epoch 2's checkpoint exists. -> (cfg, work_dir, K)."""
+    d = tmp_path_factory.mktemp('resume')
+    cfg = write_tiny_config(d / 'cfg.py', tiny, max_epochs=50, keep=3)
+    wd = d / 'work'
+    log = open(d / 'killed.log', 'w')
+    proc = subprocess.Popen(_train_cmd(cfg, wd), stdout=log, stderr=subprocess.STDOUT,
+                            env=subprocess_env(), start_new_session=True)
+    deadline = time.time() + 400
+    try:
+        while True:
+            last = _last(wd)
+            if last and int(osp.basename(last)[len('epoch_'):-len('.pth')]) >= 2:
+                break
+            assert proc.poll() is None, 'training died: ' + open(d / 'killed.log').read()[-4000:]
+            assert time.time() < deadline, 'no checkpoint of epoch 2 in time'
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)   # a real kill: no cleanup, no atexit
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    last = _last(wd)
+    k = int(osp.basename(last)[len('epoch_'):-len('.pth')])
+    assert k < 50, 'the run finished before it was killed'
+    return cfg, wd, k
+
+
+def _history(ckpt, key='train/loss'):
+    buf = ckpt['message_hub']['log_scalars'][key]
+    return buf.data[0].tolist()   # HistoryBuffer.data -> (values, counts)
+
+
+def test_sigkilled_run_resumes_where_it_stopped(killed_run):
+    cfg, wd, k = killed_run
+    before = _load(osp.join(wd, f'epoch_{k}.pth'))
+    assert before['meta']['epoch'] == k and before['meta']['iter'] == k * ITERS_PER_EPOCH
+    loss_before = _history(before)
+    assert len(loss_before) == k * ITERS_PER_EPOCH
+
+    final_epoch = k + 2
+    out = run(_train_cmd(cfg, wd, '--resume', '--cfg-options',
+                         f'train_cfg.max_epochs={final_epoch}'), env=subprocess_env())
+    assert f'resumed epoch: {k}, iter: {k * ITERS_PER_EPOCH}' in out, out[-3000:]
+
+    after = _load(osp.join(wd, f'epoch_{final_epoch}.pth'))
+    n_iter = final_epoch * ITERS_PER_EPOCH
+    # iteration counter
+    assert after['meta']['epoch'] == final_epoch and after['meta']['iter'] == n_iter
+    # optimizer: AdamW's per-parameter step counts continued (a fresh optimizer would say 4)
+    steps = {float(s['step']) for s in after['optimizer']['state'].values()}
+    assert steps == {float(n_iter)}, steps
+    # schedulers: the iteration-based warm-up counted every iteration of both runs
+    sched = after['param_schedulers']
+    assert sched[0]['last_step'] == n_iter, sched[0]
+    assert after['optimizer']['param_groups'][0]['lr'] != before['optimizer']['param_groups'][0]['lr']
+    # logged history: the old values are kept and the new ones appended
+    loss_after = _history(after)
+    assert len(loss_after) == n_iter
+    assert loss_after[:len(loss_before)] == pytest.approx(loss_before)
+    # the resumed run logs iterations k*2+1 ... n_iter (not 1 ...)
+    runs = sorted(glob.glob(osp.join(wd, '*', 'vis_data', 'scalars.json')))
+    resumed_iters = [json.loads(line)['iter'] for line in open(runs[-1])
+                     if '"loss"' in line]
+    assert resumed_iters[0] == k * ITERS_PER_EPOCH + 1 and resumed_iters[-1] == n_iter
+
+
+def _pickle_globals(path):
+    """(module, name) of every global a torch zip checkpoint's pickle refers to."""
+    with zipfile.ZipFile(path) as z:
+        data = z.read(next(n for n in z.namelist() if n.endswith('data.pkl')))
+    found, strings = set(), []
+    for op, arg, _ in pickletools.genops(data):
+        if op.name in ('SHORT_BINUNICODE', 'BINUNICODE', 'UNICODE'):
+            strings.append(arg)
+        elif op.name == 'GLOBAL':
+            found.add(tuple(arg.split(' ', 1)))
+        elif op.name == 'STACK_GLOBAL':
+            found.add((strings[-2], strings[-1]))
+    return found
+
+
+def test_allow_list_is_exactly_what_runner_checkpoints_need(killed_run):
+    from dsnet_mm.utils.checkpoint import mmengine_checkpoint_globals
+    _, wd, k = killed_run
+    path = osp.join(wd, f'epoch_{k}.pth')
+    allowed = {tuple(g[1].rsplit('.', 1)) if isinstance(g, tuple) else
+               (g.__module__, g.__qualname__) for g in mmengine_checkpoint_globals()}
+    torch_own = {('collections', 'OrderedDict'), ('_codecs', 'encode')}   # torch allows these
+    needed = {('builtins', n) if m == '__builtin__' else (m, n)
+              for m, n in _pickle_globals(path) if not m.startswith('torch')} - torch_own
+    assert needed <= allowed, f'not allow-listed: {needed - allowed}'
+    # minimal: every global we allow is referenced by real checkpoints, except the numpy
+    # dtype classes, which are needed as the types of BUILD (the load below fails without them)
+    assert {g for g in allowed if not g[1].endswith('DType')} == needed, needed
+
+    # without dsnet_mm, torch's default weights_only=True refuses the file ...
+    code = f'import torch; torch.load({path!r})'
+    p = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                       env=subprocess_env())
+    assert p.returncode != 0 and 'weights_only' in p.stderr, p.stderr[-2000:]
+    # ... with it, the file loads and weights_only is still on
+    p = subprocess.run([sys.executable, '-c', 'import dsnet_mm; ' + code], capture_output=True,
+                       text=True, env=subprocess_env())
+    assert p.returncode == 0, p.stderr[-2000:]
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ('echo pwned > "$EVIL_MARK"', ))
+
+
+class _SneakyGetattr:
+    """getattr is allowed only for HistoryBuffer's statistics methods (see checkpoint.py)."""
+
+    def __reduce__(self):
+        from mmengine.logging.history_buffer import HistoryBuffer
+        return (getattr, (HistoryBuffer, 'register_statistics'))
+
+
+def test_arbitrary_pickles_still_refused(tmp_path, monkeypatch):
+    import argparse
+    mark = tmp_path / 'pwned'
+    monkeypatch.setenv('EVIL_MARK', str(mark))
+    for i, obj in enumerate([{'state_dict': {}, 'x': _Evil()},
+                             {'meta': argparse.Namespace(a=1)},
+                             {'message_hub': _SneakyGetattr()}]):
+        p = tmp_path / f'bad{i}.pth'
+        torch.save(obj, p)
+        with pytest.raises(Exception, match='weights_only|Unsupported global|not allowed'):
+            torch.load(p)
+    assert not mark.exists()
+
+
+def test_corrupt_checkpoints_give_a_clear_error(killed_run, tmp_path):
+    from dsnet_mm.utils import read_checkpoint
+    _, wd, k = killed_run
+    good = osp.join(wd, f'epoch_{k}.pth')
+    data = open(good, 'rb').read()
+    truncated = tmp_path / 'truncated.pth'
+    truncated.write_bytes(data[:len(data) // 2])
+    garbage = tmp_path / 'garbage.pth'
+    garbage.write_bytes(b'this is not a checkpoint' * 100)
+    for p in (truncated, garbage):
+        with pytest.raises(RuntimeError, match='truncated, corrupt or not a PyTorch checkpoint'):
+            read_checkpoint(str(p))
+    with pytest.raises(FileNotFoundError, match='checkpoint not found'):
+        read_checkpoint(str(tmp_path / 'nope.pth'))
+
+    # --resume from a truncated last checkpoint: the runner says so (mmengine's loader goes
+    # through read_checkpoint once dsnet_mm is imported)
+    cfg = killed_run[0]
+    wd2 = tmp_path / 'work'
+    wd2.mkdir()
+    (wd2 / 'last_checkpoint').write_text(str(truncated))
+    p = subprocess.run(_train_cmd(cfg, wd2, '--resume'), capture_output=True, text=True,
+                       env=subprocess_env(), timeout=300)
+    assert p.returncode != 0
+    assert 'truncated, corrupt or not a PyTorch checkpoint' in p.stderr + p.stdout, \
+        (p.stdout + p.stderr)[-3000:]
+
+
+KILL_HOOK = '''
+import os, signal, threading, time
+import os.path as osp
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+
+
+@HOOKS.register_module()
+class KillWhileSavingHook(Hook):
+    """SIGKILLs its own process while the checkpoint of epoch $KILL_AT_EPOCH is being written:
+    a watcher thread fires as soon as the checkpoint file being written appears."""
+
+    def before_save_checkpoint(self, runner, checkpoint):
+        at = os.environ.get('KILL_AT_EPOCH')
+        if not at or checkpoint['meta']['epoch'] != int(at):
+            return
+        names = [f'.epoch_{at}.pth.tmp', f'epoch_{at}.pth']
+
+        def watch():
+            while not any(osp.exists(osp.join(runner.work_dir, n)) for n in names):
+                time.sleep(0.0002)
+            os.kill(os.getpid(), signal.SIGKILL)
+        threading.Thread(target=watch, daemon=True).start()
+'''
+
+
+def test_kill_while_saving_keeps_the_previous_checkpoint(tiny, tmp_path):
+    (tmp_path / 'killhook.py').write_text(KILL_HOOK)
+    extra = '''
+        custom_imports = dict(imports=['dsnet_mm', 'dsnet_mm.engine', 'killhook'],
+                              allow_failed_imports=False)
+        custom_hooks = [dict(type='MeanLossHook'), dict(type='KillWhileSavingHook')]
+    '''
+    # max_keep_ckpts=1: the worst case for mmengine's own hook, which deletes the old
+    # checkpoint before writing the new one
+    cfg = write_tiny_config(tmp_path / 'cfg.py', tiny, max_epochs=3, keep=1, extra=extra)
+    wd = tmp_path / 'work'
+    env = subprocess_env([tmp_path])
+    p = subprocess.run(_train_cmd(cfg, wd), capture_output=True, text=True,
+                       env=dict(env, KILL_AT_EPOCH='2'), timeout=400)
+    assert p.returncode == -signal.SIGKILL, (p.stdout + p.stderr)[-3000:]
+    assert not (wd / 'epoch_2.pth').exists(), 'the checkpoint was completed before the kill'
+    assert (wd / '.epoch_2.pth.tmp').exists()   # the half-written file, under a hidden name
+    assert _last(wd) == str(wd / 'epoch_1.pth')
+    assert _load(wd / 'epoch_1.pth')['meta']['epoch'] == 1   # complete and loadable
+
+    out = run(_train_cmd(cfg, wd, '--resume'), env=env)
+    assert f'resumed epoch: 1, iter: {ITERS_PER_EPOCH}' in out, out[-3000:]
+    assert _load(wd / 'epoch_3.pth')['meta']['iter'] == 3 * ITERS_PER_EPOCH
+    assert _last(wd) == str(wd / 'epoch_3.pth')
+    assert not (wd / '.epoch_2.pth.tmp').exists()       # replaced by the complete save
+    assert not (wd / 'epoch_1.pth').exists() and not (wd / 'epoch_2.pth').exists()  # keep=1
