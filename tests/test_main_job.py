@@ -1,0 +1,123 @@
+"""The quick-start pieces: the embedded dataset generator and tools/benchmark_coco.py.
+
+(The quick start itself, tools/quickstart.sh, trains for ~15 min and runs in CI before the tests;
+these check its parts on tiny inputs.)
+"""
+import json
+import os.path as osp
+import sys
+
+import pytest
+import torch
+
+import dsnet_mm  # noqa: F401
+from main_job_helpers import ROOT, make_tiny_shapes, write_tiny_config
+
+sys.path.insert(0, osp.join(ROOT, 'tools'))
+import benchmark_coco  # noqa: E402
+
+sys.path.pop(0)
+
+
+def test_shapes_dataset_is_deterministic_valid_coco(tmp_path):
+    from pycocotools.coco import COCO
+    a = make_tiny_shapes(tmp_path / 'a', num_train=6, num_val=3)
+    b = make_tiny_shapes(tmp_path / 'b', num_train=6, num_val=3)
+    for rel in ('annotations/instances_train.json', 'annotations/instances_val.json',
+                'train/000000.png', 'train/000005.png', 'val/000002.png'):
+        assert open(osp.join(a, rel), 'rb').read() == open(osp.join(b, rel), 'rb').read(), rel
+    for split in ('train', 'val'):
+        coco = COCO(osp.join(a, 'annotations', f'instances_{split}.json'))
+        assert [c['name'] for c in coco.loadCats(coco.getCatIds())] == \
+            ['circle', 'triangle', 'rectangle']
+        anns = coco.loadAnns(coco.getAnnIds())
+        assert anns and all(x['iscrowd'] == 0 and x['area'] > 0 and x['segmentation']
+                            for x in anns)
+        for x in anns:   # the polygon, the box and the area describe the same object
+            m = coco.annToMask(x)
+            assert abs(m.sum() - x['area']) <= 0.25 * x['area'] + 10
+            ys, xs = m.nonzero()
+            bx, by, bw, bh = x['bbox']
+            assert abs(xs.min() - bx) <= 1.5 and abs(xs.max() + 1 - (bx + bw)) <= 1.5
+            assert abs(ys.min() - by) <= 1.5 and abs(ys.max() + 1 - (by + bh)) <= 1.5
+    # train and val are different images (disjoint seeds)
+    assert open(osp.join(a, 'train/000000.png'), 'rb').read() != \
+        open(osp.join(a, 'val/000000.png'), 'rb').read()
+    # a complete set is detected and kept; --check reports it
+    sys.path.insert(0, osp.join(ROOT, 'tools', 'dataset_converters'))
+    import make_shapes_coco
+    sys.path.pop(0)
+    assert make_shapes_coco.check(a, 6, 3, 64) == ''
+    assert 'images' in make_shapes_coco.check(a, 7, 3, 64)
+    assert make_shapes_coco.main(['--out', a, '--num-train', '6', '--num-val', '3', '--size',
+                                  '64', '--check']) == 0
+
+
+@pytest.fixture(scope='module')
+def tiny_cfg(tmp_path_factory):
+    d = tmp_path_factory.mktemp('bench')
+    data = make_tiny_shapes(d / 'shapes', num_train=4, num_val=4)
+    return write_tiny_config(d / 'cfg.py', data, max_epochs=1), d
+
+
+def _random_init_checkpoint(cfg_path, out):
+    """A checkpoint of the config's own (untrained) model: evaluation runs, AP is ~0."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmdet.registry import MODELS
+    init_default_scope('mmdet')
+    model = MODELS.build(Config.fromfile(cfg_path).model)
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, out)
+    return str(out)
+
+
+def test_benchmark_evaluates_and_writes_table(tiny_cfg, tmp_path):
+    cfg, d = tiny_cfg
+    ckpt = _random_init_checkpoint(cfg, tmp_path / 'init.pth')
+    out = tmp_path / 'bench'
+    assert benchmark_coco.main(['--pair', cfg, ckpt, '--out-dir', str(out),
+                                '--speed-images', '2']) == 0
+    res = json.load(open(out / 'benchmark.json'))
+    assert not res['failures'] and len(res['results']) == 1
+    r = res['results'][0]
+    for task in ('bbox', 'segm'):
+        for k in ('mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l'):
+            assert isinstance(r[f'{task}_{k}'], float)
+    assert 5 < r['params_M'] < 30
+    assert r['flops_G'] > 0 and tuple(r['flops_input_hw']) == (64, 64)
+    assert r['images_per_s'] > 0
+    md = open(out / 'benchmark.md').read()
+    assert md.count('\n') == 3 and 'box AP' in md and 'cfg.py' in md
+    # the backbone is back on fused attention after FLOP counting (checked on a fresh build)
+
+
+def test_benchmark_missing_data_says_where_and_how(tiny_cfg, tmp_path, capsys):
+    cfg, d = tiny_cfg
+    out = tmp_path / 'bench'
+    missing = tmp_path / 'no_data'
+    rc = benchmark_coco.main([
+        '--pair', cfg, 'whatever.pth', '--out-dir', str(out), '--cfg-options',
+        f'test_dataloader.dataset.data_root={missing}/', f'test_evaluator.ann_file={missing}/a.json'])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert str(missing) in err and 'does not exist' in err
+    assert 'cocodataset.org' in err and 'make_shapes_coco.py' in err
+    assert 'Traceback' not in err
+    assert json.load(open(out / 'benchmark.json'))['failures']
+
+
+def test_benchmark_wrong_checkpoint_is_a_clear_error(tiny_cfg, tmp_path, capsys):
+    cfg, d = tiny_cfg
+    bad = tmp_path / 'other.pth'
+    torch.save({'state_dict': {'backbone.foo.weight': torch.zeros(3)}}, bad)
+    truncated = tmp_path / 'truncated.pth'
+    truncated.write_bytes(open(bad, 'rb').read()[:100])
+    rc = benchmark_coco.main(['--pair', cfg, str(bad), '--pair', cfg, str(truncated),
+                              '--pair', cfg, str(tmp_path / 'missing.pth'),
+                              '--out-dir', str(tmp_path / 'bench')])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert 'does not fit' in err and 'missing' in err
+    assert 'truncated, corrupt' in err
+    assert 'checkpoint not found' in err
+    assert 'Traceback' not in err
