@@ -6,7 +6,10 @@ _base_ = [
     'mmdet::_base_/default_runtime.py',
 ]
 
-custom_imports = dict(imports=['dsnet_mm'], allow_failed_imports=False)
+custom_imports = dict(imports=['dsnet_mm', 'dsnet_mm.engine'], allow_failed_imports=False)
+# checkpoints are written to a temp file and renamed into place: a job killed while saving
+# leaves the previous checkpoint (and last_checkpoint) usable for --resume
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
 
 # ImageNet-1k weights. Make them with
 #   python tools/model_converters/dsnet_to_mmpretrain.py SRC checkpoints/dsnet_s_in1k.pth

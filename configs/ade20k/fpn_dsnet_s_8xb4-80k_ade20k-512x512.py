@@ -31,3 +31,7 @@ param_scheduler = [
 ]
 
 train_dataloader = dict(batch_size=4)
+
+# checkpoints are written to a temp file and renamed into place: a job killed while saving
+# leaves the previous checkpoint (and last_checkpoint) usable for --resume
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

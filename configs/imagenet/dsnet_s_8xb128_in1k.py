@@ -11,7 +11,10 @@ _base_ = [
     'mmpretrain::_base_/default_runtime.py',
 ]
 
-custom_imports = dict(imports=['dsnet_mm'], allow_failed_imports=False)
+custom_imports = dict(imports=['dsnet_mm', 'dsnet_mm.engine'], allow_failed_imports=False)
+# checkpoints are written to a temp file and renamed into place: a job killed while saving
+# leaves the previous checkpoint (and last_checkpoint) usable for --resume
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
 
 model = dict(
     type='ImageClassifier',

@@ -1,6 +1,8 @@
 # Base fragment of the DS-Net ADE20K configs (not a config to train by itself): the plugin import
 # and the DS-Net-S backbone as the variable `dsnet_backbone` (used as `model.backbone`).
-custom_imports = dict(imports=['dsnet_mm'], allow_failed_imports=False)
+custom_imports = dict(imports=['dsnet_mm', 'dsnet_mm.engine'], allow_failed_imports=False)
+# (each leaf config sets default_hooks.checkpoint to AtomicCheckpointHook: the schedule bases
+# define default_hooks, and keys may not repeat among bases)
 
 # ImageNet-1k weights: python tools/model_converters/dsnet_to_mmpretrain.py SRC
 # checkpoints/dsnet_s_in1k.pth (or train configs/imagenet/dsnet_s_8xb128_in1k.py).
