@@ -13,9 +13,13 @@ def _run(cmd, cwd, env=None, timeout=600):
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def _env_with(pythonpath):
+def _broken(tmp_path, package, error):
+    """An environment where ``package`` shadows the real one and raises ``error`` on import,
+    as a half-installed or mismatched package does."""
+    (tmp_path / package).mkdir()
+    (tmp_path / package / '__init__.py').write_text(f'raise {error}\n')
     env = dict(os.environ)
-    env['PYTHONPATH'] = pythonpath + os.pathsep + env.get('PYTHONPATH', '')
+    env['PYTHONPATH'] = str(tmp_path) + os.pathsep + env.get('PYTHONPATH', '')
     return env
 
 
@@ -28,11 +32,8 @@ def test_check_env_passes(repo_root, venv_python):
 
 
 def test_check_env_names_a_broken_import(repo_root, venv_python, tmp_path):
-    # A package that shadows the real mmseg and fails on import, as a half-installed one does.
-    (tmp_path / 'mmseg').mkdir()
-    (tmp_path / 'mmseg' / '__init__.py').write_text(
-        'raise ImportError("simulated: mmseg is broken")\n')
-    out = _run([venv_python, 'tools/check_env.py'], repo_root, env=_env_with(str(tmp_path)))
+    env = _broken(tmp_path, 'mmseg', 'ImportError("simulated: mmseg is broken")')
+    out = _run([venv_python, 'tools/check_env.py'], repo_root, env=env)
     assert out.returncode == 1
     assert re.search(r'FAIL\s+mmseg\.models\s+ImportError: simulated: mmseg is broken', out.stdout)
     assert 'fix: pip install mmsegmentation==1.2.2' in out.stdout
@@ -44,10 +45,8 @@ def test_check_env_names_a_broken_import(repo_root, venv_python, tmp_path):
 
 def test_check_env_names_a_runtime_error(repo_root, venv_python, tmp_path):
     # A torchvision built for another torch raises RuntimeError, not ImportError.
-    (tmp_path / 'torchvision').mkdir()
-    (tmp_path / 'torchvision' / '__init__.py').write_text(
-        'raise RuntimeError("operator torchvision::nms does not exist")\n')
-    out = _run([venv_python, 'tools/check_env.py'], repo_root, env=_env_with(str(tmp_path)))
+    env = _broken(tmp_path, 'torchvision', 'RuntimeError("operator torchvision::nms does not exist")')
+    out = _run([venv_python, 'tools/check_env.py'], repo_root, env=env)
     assert out.returncode == 1
     assert re.search(r'FAIL\s+torchvision\s+RuntimeError: operator torchvision::nms', out.stdout)
     assert re.search(r'FAIL\s+mmpretrain\.models', out.stdout)   # imports torchvision
@@ -56,8 +55,7 @@ def test_check_env_names_a_runtime_error(repo_root, venv_python, tmp_path):
 
 
 def test_registration_survives_a_broken_library(repo_root, venv_python, tmp_path):
-    (tmp_path / 'mmseg').mkdir()
-    (tmp_path / 'mmseg' / '__init__.py').write_text('raise AssertionError("MMCV==2.3.0 is used")\n')
+    env = _broken(tmp_path, 'mmseg', 'AssertionError("MMCV==2.3.0 is used")')
     code = textwrap.dedent('''
         import warnings; warnings.simplefilter('ignore')
         import dsnet_mm
@@ -67,7 +65,7 @@ def test_registration_survives_a_broken_library(repo_root, venv_python, tmp_path
         print(sorted(registered_scopes()), DET.get('DSNet').__name__, PRE.get('DSNet').__name__)
         print(failed_scopes()['mmseg'])
     ''')
-    out = _run([venv_python, '-c', code], repo_root, env=_env_with(str(tmp_path)))
+    out = _run([venv_python, '-c', code], repo_root, env=env)
     assert out.returncode == 0, out.stderr
     first, second = out.stdout.strip().splitlines()[-2:]
     assert first == "['mmdet', 'mmpretrain'] DSNet DSNet"
