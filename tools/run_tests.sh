@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the test suite inside the project's venv (made by tools/setup_env.sh / tools/quickstart.sh).
 #   bash tools/run_tests.sh               # everything (CPU, ~15 min on 2 cores)
-#   bash tools/run_tests.sh -k backbone   # any pytest arguments
+#   bash tools/run_tests.sh -k backbone   # any pytest arguments (paths too: tests/test_env.py)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VENV:-$ROOT/.venv}"
@@ -10,4 +10,4 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   exit 1
 fi
 cd "$ROOT"
-exec "$VENV/bin/python" -m pytest tests "$@"
+exec "$VENV/bin/python" -m pytest "$@"   # pytest.ini: testpaths = tests
