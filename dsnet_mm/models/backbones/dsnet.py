@@ -91,12 +91,19 @@ def needs_resize(src_hw, dst_hw) -> bool:
 
 
 class _AttentionModule(nn.Module):
-    """Holds the switch between fused and explicit attention (see ``DSNet.set_fused_attention``)."""
+    """Holds the switch between fused and explicit attention (see ``set_fused_attention``)."""
     fused_attn = True
 
     def _attend(self, q, k, v):
         p = self.attn_drop if self.training else 0.
         return multi_head_attention(q, k, v, p, self.fused_attn)
+
+
+def set_fused_attention(module: nn.Module, enabled: bool = True):
+    """Switch every DS-Net attention inside ``module`` between SDPA (True) and the explicit path."""
+    for m in module.modules():
+        if isinstance(m, _AttentionModule):
+            m.fused_attn = bool(enabled)
 
 
 # --------------------------------------------------------------------------------------------
@@ -451,9 +458,7 @@ class DSNet(BaseModule):
     # -------------------------------------------------------------------- switches
     def set_fused_attention(self, enabled: bool = True):
         """Switch every attention in the model between SDPA (True) and the explicit path."""
-        for m in self.modules():
-            if isinstance(m, _AttentionModule):
-                m.fused_attn = bool(enabled)
+        set_fused_attention(self, enabled)
 
     # -------------------------------------------------------------------- forward
     def forward(self, x):

@@ -19,7 +19,7 @@ from mmcv.cnn import ConvModule, build_norm_layer
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 
-from ..backbones.dsnet import DualStreamMixer, _AttentionModule
+from ..backbones.dsnet import DualStreamMixer, set_fused_attention
 
 
 class DualStreamContext(nn.Module):
@@ -159,9 +159,8 @@ class DSFPN(BaseModule):
                                norm_cfg=norm_cfg, act_cfg=act_cfg, inplace=False))
 
     def set_fused_attention(self, enabled: bool = True):
-        for m in self.modules():
-            if isinstance(m, _AttentionModule):
-                m.fused_attn = bool(enabled)
+        """Switch the dual-stream blocks' attention between SDPA (True) and the explicit path."""
+        set_fused_attention(self, enabled)
 
     def init_weights(self):
         # Xavier (init_cfg) on the convs, trunc-normal 0.02 on the attention Linears, as the
