@@ -8,7 +8,8 @@ config's ``test_dataloader`` / ``test_evaluator``: real COCO val2017 under data/
 configs, the embedded shapes set for configs/embedded/), so AP comes from pycocotools through
 ``CocoMetric``. It also counts parameters, FLOPs at the config's test size
 (``mmengine.analysis.get_model_complexity_info`` on the first test image after the test
-pipeline; DS-Net's fused attention is switched to the explicit matmuls first so they are counted)
+pipeline; DS-Net's attention matmuls are counted: under the counter's jit tracing they run
+explicitly)
 and measures inference images/s (batch 1, ``model.test_step``, after warm-up, on this machine).
 
 Writes ``<out-dir>/benchmark.md`` (Markdown table) and ``<out-dir>/benchmark.json``.
@@ -80,10 +81,7 @@ def count_flops(model, data_batch):
     from functools import partial
 
     from mmengine.analysis import get_model_complexity_info
-    backbone = getattr(model, 'backbone', None)
-    has_switch = hasattr(backbone, 'set_fused_attention')
-    if has_switch:
-        backbone.set_fused_attention(False)   # count the attention matmuls too
+    # DS-Net's attention matmuls are counted: under the counter's jit tracing they run explicitly
     orig_forward = model.forward
     try:
         data = model.data_preprocessor(data_batch)
@@ -93,8 +91,6 @@ def count_flops(model, data_batch):
         shape = tuple(data['inputs'].shape[-2:])
     finally:
         model.forward = orig_forward
-        if has_switch:
-            backbone.set_fused_attention(True)
     return info['flops'], shape
 
 

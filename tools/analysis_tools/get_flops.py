@@ -8,8 +8,9 @@ Why not ``mim run mmdet get_flops``: mmdet's (and mmseg's) tool takes its input 
 val dataloader, so it needs COCO / ADE20K on disk, and it counts whatever the SDPA kernel leaves
 out. This tool feeds a synthetic image of the config's test size (detection 800 x 1280 = the
 1333 x 800 test scale padded to 32, ADE20K 512 x 512, ImageNet 224 x 224), counts with
-``mmengine.analysis.get_model_complexity_info`` (one multiply-add = one FLOP, as fvcore) and
-switches every DS-Net / DS-FPN attention to the explicit softmax(QK^T)V so its matmuls are counted.
+``mmengine.analysis.get_model_complexity_info`` (one multiply-add = one FLOP, as fvcore). The
+DS-Net / DS-FPN attention matmuls are counted: under the counter's ``torch.jit`` tracing the
+attention runs as explicit softmax(QK^T)V, not as the SDPA op the counter would skip.
 Detectors: by default backbone + neck (``extract_feat``), which is well defined. ``--full`` adds
 the heads as mmdet's tool counts them (``mode='tensor'``): RPN on the whole map, and box *and*
 mask heads on every proposal the RPN keeps, a number that depends on the weights (a random-init
@@ -46,12 +47,6 @@ def parse_args():
     return p.parse_args()
 
 
-def set_explicit_attention(model):
-    for m in model.modules():
-        if hasattr(m, 'set_fused_attention') and m is not model:
-            m.set_fused_attention(False)
-
-
 def build(cfg):
     scope = cfg.get('default_scope', 'mmdet')
     cfg.model.backbone.init_cfg = None
@@ -63,7 +58,6 @@ def build(cfg):
     with DefaultScope.overwrite_default_scope(scope):
         model = registry.build(cfg.model)
     model.eval()
-    set_explicit_attention(model)
     return model, scope
 
 
@@ -80,9 +74,7 @@ def count(model, scope, shape, backbone_only, full=False):
         sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
                                              batch_input_shape=(h, w), scale_factor=(1., 1.)))
         model.forward = partial(model.forward, data_samples=[sample], mode='tensor')
-    elif scope == 'mmseg':
-        model.forward = partial(model.forward, mode='tensor')
-    else:
+    else:   # mmseg, mmpretrain
         model.forward = partial(model.forward, mode='tensor')
     return get_model_complexity_info(model, inputs=(x, ), show_table=False, show_arch=False)
 
