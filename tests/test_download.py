@@ -181,6 +181,26 @@ def test_list_init_cfg_with_a_url_and_a_layer_initialiser(reference, server, tor
     assert_same(model.state_dict(), load(server.root / name, None))
 
 
+def test_list_init_cfg_as_mmengine_defines_it(reference, tmp_path):
+    """A list of init cfgs: layer initialisers (no Pretrained) or a one-element Pretrained list."""
+    model = DSNet('tiny', init_cfg=[dict(type='TruncNormal', layer='Linear', std=.02),
+                                    dict(type='Constant', layer='LayerNorm', val=2.)])
+    model.init_weights()
+    qkv = model.stages[2][0].mixer.intra.global_qkv
+    assert 0.01 < qkv.weight.std().item() < 0.03 and qkv.weight.abs().max().item() <= 0.04
+    assert torch.all(model.stages[0][0].mixer.intra.global_norm.weight == 2.)
+    src = write_source(reference, 'paddle', tmp_path / 'DSNet_tiny_pretrained.pdparams')
+    assert_same(_init_list(src), load(src, None))
+    with pytest.raises(ValueError, match='2 Pretrained entries'):
+        DSNet('tiny', init_cfg=[dict(type='Pretrained', checkpoint=str(src))] * 2).init_weights()
+
+
+def _init_list(src):
+    model = DSNet('tiny', init_cfg=[dict(type='Pretrained', checkpoint=str(src))])
+    model.init_weights()
+    return model.state_dict()
+
+
 def test_mmseg_pretrained_takes_a_url(reference, server, torch_home, tmp_path):
     from mmengine.config import ConfigDict
     from mmengine.registry import init_default_scope
