@@ -18,7 +18,7 @@ from dsnet_mm.engine.amp import BF16OptimWrapper, mmcv_cpu_ops_in_float32
 from dsnet_mm.models import DSNet
 from main_job_helpers import make_tiny_shapes, write_tiny_config
 from test_attention import randomize_bn_
-from test_configs import build_model, det_batch, load_cfg
+from test_configs import CONFIGS, build_model, det_batch, load_cfg
 
 TOL = {torch.bfloat16: 4e-2, torch.float16: 1e-2}
 DTYPES = pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16], ids=['bf16', 'fp16'])
@@ -92,7 +92,8 @@ def test_mask_rcnn_under_autocast(mask_rcnn, dtype):
             feats = model.extract_feat(data['inputs'])
         loss, log_vars = model.parse_losses(losses)
         loss.backward()
-        return log_vars, feats, {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        return log_vars, feats, grads
 
     ref_vars, ref_feats, ref_grads = step(False)
     low_vars, low_feats, low_grads = step(True)
@@ -112,6 +113,15 @@ def test_mask_rcnn_under_autocast(mask_rcnn, dtype):
 
 
 # ------------------------------------------------------------------ the CPU bf16 switch
+
+
+@pytest.mark.parametrize('path', CONFIGS)
+def test_configs_accept_the_amp_switch(path):
+    """mmdet's / mmseg's ``train.py --amp`` turns ``optim_wrapper.type='OptimWrapper'`` into
+    mmengine's ``AmpOptimWrapper`` (float16, dynamic loss scale) and refuses any other type
+    (mmpretrain's sets the type whatever it was; no type means ``OptimWrapper``)."""
+    cfg, _ = load_cfg(path)
+    assert cfg.optim_wrapper.get('type', 'OptimWrapper') == 'OptimWrapper', cfg.optim_wrapper
 
 
 def test_mmengine_amp_wrapper_is_left_alone():

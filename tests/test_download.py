@@ -187,7 +187,7 @@ def test_list_init_cfg_as_mmengine_defines_it(reference, tmp_path):
                                     dict(type='Constant', layer='LayerNorm', val=2.)])
     model.init_weights()
     qkv = model.stages[2][0].mixer.intra.global_qkv
-    assert 0.01 < qkv.weight.std().item() < 0.03 and qkv.weight.abs().max().item() <= 0.04
+    assert 0.015 < qkv.weight.std().item() < 0.025 and torch.all(qkv.bias == 0)
     assert torch.all(model.stages[0][0].mixer.intra.global_norm.weight == 2.)
     src = write_source(reference, 'paddle', tmp_path / 'DSNet_tiny_pretrained.pdparams')
     assert_same(_init_list(src), load(src, None))
@@ -244,7 +244,7 @@ def test_open_mmlab_scheme_is_left_to_mmengine(reference, server, torch_home, tm
     assert cache_files(torch_home) == [name]
 
 
-# ------------------------------------------------------------------ failures: clear words, clean cache
+# ------------------------------------------------ failures: clear words, clean cache
 
 
 def check_failure(url, torch_home, what):
