@@ -5,7 +5,7 @@
 # not when the model is built by hand). For multi-GPU runs turn every BN (heads and backbone)
 # into SyncBN with  --cfg-options sync_bn=torch  (mmengine converts them only when launched
 # distributed).
-# Weights: checkpoints/dsnet_s_in1k.pth; without them:
+# Weights: PaddleClas DSNet_small_pretrained.pdparams (downloaded once); without them:
 #   --cfg-options model.backbone.init_cfg=None model.backbone.norm_eval=False
 _base_ = [
     'mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py',

@@ -1,6 +1,6 @@
 # RetinaNet, DS-Net-S + FPN (P3-P7: start_level=1, extra convs on the stage-4 input), 1x,
 # COCO 2017 boxes, batch 16 (8 GPUs x 2 images), AdamW lr 1e-4 as the Mask R-CNN configs.
-# Weights: checkpoints/dsnet_s_in1k.pth; without them:
+# Weights: PaddleClas DSNet_small_pretrained.pdparams (downloaded once); without them:
 #   --cfg-options model.backbone.init_cfg=None model.backbone.norm_eval=False
 _base_ = [
     'mmdet::_base_/models/retinanet_r50_fpn.py',

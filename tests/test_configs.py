@@ -29,6 +29,7 @@ CONFIGS = sorted(
     if '_base_' not in osp.relpath(p, ROOT).split(os.sep))
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+PADDLECLAS_URL = 'https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/DSNet_{}_pretrained.pdparams'
 
 
 def test_config_list_is_complete():
@@ -60,7 +61,7 @@ def load_cfg(path):
 
 
 def build_model(cfg, scope):
-    cfg.model.backbone.init_cfg = None          # no checkpoint in tests
+    cfg.model.backbone.init_cfg = None          # no checkpoint (no download) in tests
     if 'pretrained' in cfg.model:
         cfg.model.pretrained = None
     if cfg.get('data_preprocessor') is not None:   # as mmengine's Runner does
@@ -192,11 +193,15 @@ def test_config_trains_one_step_and_predicts(path):
     assert 'SyncBN' not in str(cfg.model), f'{path}: SyncBN does not run in one process'
     if path.startswith(('configs/mask', 'configs/cascade', 'configs/retina', 'configs/imagenet',
                         'configs/ade20k')):
-        # our release configs start from the ImageNet checkpoint, at the documented place
+        # our release configs start from PaddleClas's ImageNet weights of their own variant
         init = cfg.model.backbone.init_cfg
         if 'imagenet' not in path:
-            assert init['type'] == 'Pretrained' and init['prefix'] == 'backbone.'
-            assert init['checkpoint'].startswith('checkpoints/dsnet_')
+            arch = {'t': 'tiny', 's': 'small', 'b': 'base'}.get(cfg.model.backbone.arch,
+                                                              cfg.model.backbone.arch)
+            assert init['type'] == 'Pretrained' and init['prefix'] == 'auto'
+            assert init['checkpoint'] == PADDLECLAS_URL.format(arch), init['checkpoint']
+    if 'embedded' in path:   # the quick start trains from scratch: nothing to download
+        assert cfg.model.backbone.init_cfg is None
     if scope == 'mmdet':
         shrink_detector_sampling(cfg)
     model = build_model(cfg, scope)
@@ -334,6 +339,15 @@ def test_model_index_lists_every_config():
                 assert not any(r['Metrics'] for r in m['Results']), \
                     f"{m['Name']}: metrics we did not measure must be marked paper-reported"
             assert m['Metadata']['Parameters'] > 0 and m['Metadata']['FLOPs'] > 0, m['Name']
+            init = Config.fromfile(osp.join(ROOT, m['Config'])).model.backbone.init_cfg
+            if 'Backbone weights' in m['Metadata']:   # the file the config really loads
+                want = init['checkpoint'] if init else 'none (trained from scratch)'
+                assert m['Metadata']['Backbone weights'] == want, m['Name']
+            if 'Weights' in m:                          # ImageNet: PaddleClas's, marked third-party
+                arch = Config.fromfile(osp.join(ROOT, m['Config'])).model.backbone.arch
+                assert m['Weights'] == PADDLECLAS_URL.format(
+                    {'t': 'tiny', 's': 'small', 'b': 'base'}[arch[0]]), m['Name']
+                assert 'third-party' in ''.join(m['Metadata']), m['Name']
             listed.append(m['Config'])
     assert len(listed) == len(set(listed))
     assert set(listed) == set(CONFIGS)

@@ -11,10 +11,14 @@ custom_imports = dict(imports=['dsnet_mm', 'dsnet_mm.engine'], allow_failed_impo
 # leaves the previous checkpoint (and last_checkpoint) usable for --resume
 default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
 
-# ImageNet-1k weights. Make them with
-#   python tools/model_converters/dsnet_to_mmpretrain.py SRC checkpoints/dsnet_s_in1k.pth
-# (SRC: a reference DS-Net .pth or PaddleClas .pdparams), or train configs/imagenet/.
-# Without them (from scratch, or smoke tests) add
+# ImageNet-1k weights: PaddleClas's public DS-Net-S file, downloaded once into torch's hub cache
+# ($TORCH_HOME/hub/checkpoints, by default ~/.cache/torch/hub/checkpoints) and converted on load.
+# prefix='auto' also takes a converted / mmpretrain file (keys 'backbone.*'): offline, or with
+# your own weights, add
+#   --cfg-options model.backbone.init_cfg.checkpoint=checkpoints/dsnet_s_in1k.pth
+# (python tools/model_converters/dsnet_to_mmpretrain.py SRC checkpoints/dsnet_s_in1k.pth, SRC a
+# PaddleClas .pdparams or reference DS-Net .pth, path or URL; or train configs/imagenet/).
+# Without weights (from scratch, or smoke tests) add
 #   --cfg-options model.backbone.init_cfg=None
 # and, since frozen BN statistics only make sense for pre-trained weights, also
 #   model.backbone.norm_eval=False
@@ -30,8 +34,9 @@ dsnet_backbone = dict(
     frozen_stages=-1,
     with_cp=False,   # True trades compute for memory (activation checkpointing per block)
     init_cfg=dict(
-        type='Pretrained', checkpoint='checkpoints/dsnet_s_in1k.pth',
-        prefix='backbone.'))
+        type='Pretrained',
+        checkpoint='https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/DSNet_small_pretrained.pdparams',
+        prefix='auto'))
 
 # AdamW lr 1e-4, wd 0.05 at batch 16 (8 GPUs x 2 images); no decay on any norm layer (backbone,
 # neck, heads) nor on the conditional position encodings (`pos_embed` depthwise convs).

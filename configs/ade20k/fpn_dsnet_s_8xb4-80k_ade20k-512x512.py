@@ -1,7 +1,7 @@
 # Semantic FPN, DS-Net-S, ADE20K 512 x 512, 80k iterations, batch 32 (8 GPUs x 4), the PVT /
 # Twins recipe: AdamW lr 1e-4, wd 1e-4, poly (power 0.9).
 #   mim train mmseg configs/ade20k/fpn_dsnet_s_8xb4-80k_ade20k-512x512.py
-# Backbone weights: checkpoints/dsnet_s_in1k.pth (see _base_/dsnet_mmseg.py);
+# Backbone weights: PaddleClas's DS-Net-S, downloaded once (see _base_/dsnet_mmseg.py);
 # without them: --cfg-options model.backbone.init_cfg=None
 _base_ = [
     'mmseg::_base_/models/fpn_r50.py',

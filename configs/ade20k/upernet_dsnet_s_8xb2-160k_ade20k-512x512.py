@@ -1,7 +1,7 @@
 # UPerNet, DS-Net-S, ADE20K 512 x 512, 160k iterations, batch 16 (8 GPUs x 2), the Swin recipe:
 # AdamW lr 6e-5, wd 0.01, 1500 linear warm-up iterations, poly (power 1).
 #   mim train mmseg configs/ade20k/upernet_dsnet_s_8xb2-160k_ade20k-512x512.py
-# Backbone weights: checkpoints/dsnet_s_in1k.pth (see _base_/dsnet_mmseg.py);
+# Backbone weights: PaddleClas's DS-Net-S, downloaded once (see _base_/dsnet_mmseg.py);
 # without them: --cfg-options model.backbone.init_cfg=None
 _base_ = [
     'mmseg::_base_/models/upernet_swin.py',

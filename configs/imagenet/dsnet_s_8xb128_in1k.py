@@ -4,7 +4,7 @@
 # drop-path 0.1, EMA of the weights.
 #   mim train mmpretrain configs/imagenet/dsnet_s_8xb128_in1k.py --launcher pytorch --gpus 8
 # The trained checkpoint's `backbone.*` keys load into the detection / segmentation configs
-# (checkpoints/dsnet_s_in1k.pth) with init_cfg prefix='backbone.'.
+# with --cfg-options model.backbone.init_cfg.checkpoint=work_dirs/.../epoch_300.pth (prefix 'auto').
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',   # RandAugment m9, RandomErasing 0.25
     'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',

@@ -51,7 +51,16 @@ def load_pdparams(path: str) -> 'OrderedDict[str, torch.Tensor]':
 
 def read_checkpoint(path: str, map_location='cpu'):
     """Load a checkpoint file (``.pth`` with torch's default ``weights_only=True``, or a
-    ``.pdparams``), with a clear error for a missing, truncated or corrupt file."""
+    ``.pdparams``), with a clear error for a missing, truncated or corrupt file.
+
+    ``path`` may also be an ``http(s)://`` URL (downloaded once into torch's hub cache, then read
+    as the local file it becomes) or another mmengine scheme such as ``open-mmlab://`` (left to
+    mmengine's ``CheckpointLoader``); see ``dsnet_mm/utils/download.py``."""
+    from .download import download_checkpoint, is_url, load_with_mmengine, mmengine_scheme
+    if is_url(path):
+        path = download_checkpoint(path)
+    elif mmengine_scheme(path):
+        return load_with_mmengine(path, map_location)
     if not osp.isfile(path):
         raise FileNotFoundError(
             f'checkpoint not found: {path!r}. Check the path, produce it with '

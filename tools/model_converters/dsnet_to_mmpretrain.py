@@ -4,7 +4,10 @@
 
 SRC: a reference PyTorch checkpoint (DeiT-style dict with ``model`` / ``model_ema`` /
 ``state_dict``, or a flat dict) or a PaddleClas ``DSNet_*_pretrained.pdparams`` (read with a
-numpy-only unpickler; Paddle is not needed). The variant is detected from the keys. DST is written
+numpy-only unpickler; Paddle is not needed), as a path or an ``http(s)://`` URL (downloaded once
+into torch's hub cache, ``$TORCH_HOME/hub/checkpoints``), e.g.
+``https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/DSNet_small_pretrained.pdparams``.
+The variant is detected from the keys. DST is written
 as ``{'state_dict', 'meta'}``; it loads with ``strict=True`` into the ImageClassifier of
 ``configs/imagenet/dsnet_*`` and into detectors / segmentors through
 ``init_cfg=dict(type='Pretrained', checkpoint=DST, prefix='backbone.')``.
@@ -84,7 +87,7 @@ def save_atomic(obj, dst: str):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('src', help='reference .pth/.pth.tar or PaddleClas .pdparams')
+    parser.add_argument('src', help='reference .pth/.pth.tar or PaddleClas .pdparams (path or URL)')
     parser.add_argument('dst', help='output mmpretrain checkpoint (.pth)')
     args = parser.parse_args(argv)
     try:

@@ -4,9 +4,11 @@ custom_imports = dict(imports=['dsnet_mm', 'dsnet_mm.engine'], allow_failed_impo
 # (each leaf config sets default_hooks.checkpoint to AtomicCheckpointHook: the schedule bases
 # define default_hooks, and keys may not repeat among bases)
 
-# ImageNet-1k weights: python tools/model_converters/dsnet_to_mmpretrain.py SRC
-# checkpoints/dsnet_s_in1k.pth (or train configs/imagenet/dsnet_s_8xb128_in1k.py).
-# Without them: --cfg-options model.backbone.init_cfg=None
+# ImageNet-1k weights: PaddleClas's public DS-Net-S file, downloaded once into torch's hub cache
+# ($TORCH_HOME/hub/checkpoints) and converted on load. A local converted / mmpretrain file works
+# too (prefix='auto'): --cfg-options model.backbone.init_cfg.checkpoint=checkpoints/dsnet_s_in1k.pth
+# (python tools/model_converters/dsnet_to_mmpretrain.py SRC checkpoints/dsnet_s_in1k.pth).
+# Without weights: --cfg-options model.backbone.init_cfg=None
 dsnet_backbone = dict(
     _delete_=True,
     type='DSNet',
@@ -16,8 +18,9 @@ dsnet_backbone = dict(
     norm_eval=False,
     with_cp=False,
     init_cfg=dict(
-        type='Pretrained', checkpoint='checkpoints/dsnet_s_in1k.pth',
-        prefix='backbone.'))
+        type='Pretrained',
+        checkpoint='https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/DSNet_small_pretrained.pdparams',
+        prefix='auto'))
 
 # BN everywhere (heads and backbone) so a single process / CPU run works. For multi-GPU runs,
 # synchronise the statistics across GPUs with  --cfg-options sync_bn=torch  (mmengine then turns

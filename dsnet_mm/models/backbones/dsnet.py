@@ -20,7 +20,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
-from mmengine.model.weight_init import trunc_normal_
+from mmengine.model.weight_init import PretrainedInit, initialize, trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...utils import DropPath, load_checkpoint_strict
@@ -325,10 +325,13 @@ class DSNet(BaseModule):
             softmax(QK^T)V (for checking and FLOP counting). Defaults to True.
         pretrained (str, optional): mmseg-style path (``EncoderDecoder(pretrained=...)`` sets
             it); same as ``init_cfg`` Pretrained with ``prefix='auto'``.
-        init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH, prefix='backbone.')``.
-            ``prefix`` selects and strips the keys under it (None: the file is a bare backbone or
-            a reference DS-Net / PaddleClas checkpoint, converted on the fly; ``'auto'``:
-            ``'backbone.'`` if the file has such keys, else None).
+        init_cfg (dict | list[dict], optional): ``dict(type='Pretrained', checkpoint=PATH_OR_URL,
+            prefix='backbone.')``, layer initialisers (``dict(type='TruncNormal', layer='Linear',
+            std=.02)``), or a list of them (mmengine applies ``Pretrained`` last). ``prefix``
+            selects and strips the keys under it (None: the file is a bare backbone or a
+            reference DS-Net / PaddleClas checkpoint, converted on the fly; ``'auto'``:
+            ``'backbone.'`` if the file has such keys, else None). An ``http(s)://`` checkpoint
+            is downloaded once into ``$TORCH_HOME/hub/checkpoints``.
     """
     arch_zoo = {
         **dict.fromkeys(['t', 'tiny'], {
@@ -505,24 +508,35 @@ class DSNet(BaseModule):
 
     # -------------------------------------------------------------------- weights
     def init_weights(self):
-        if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
-            cfg = self.init_cfg
+        """DS-Net's own initialisation, then ``init_cfg`` as mmengine defines it: a dict or a
+        list of dicts, layer initialisers applied first and ``Pretrained`` last (here strict:
+        every tensor or an error). ``checkpoint`` may be a path or a URL (downloaded once into
+        torch's hub cache)."""
+        cfgs = self.init_cfg if isinstance(self.init_cfg, (list, tuple)) else \
+            [self.init_cfg] if self.init_cfg else []
+        pretrained = [c for c in cfgs if c.get('type') in ('Pretrained', PretrainedInit)]
+        others = [c for c in cfgs if c.get('type') not in ('Pretrained', PretrainedInit)]
+        if len(pretrained) > 1:
+            raise ValueError(f'DSNet init_cfg holds {len(pretrained)} Pretrained entries; give one')
+        if not pretrained:
+            MMLogger.get_current_instance().warning(
+                'DSNet: no pre-trained weights (no Pretrained in init_cfg), training starts from '
+                'scratch')
+            for m in self.modules():
+                if isinstance(m, nn.Linear):
+                    trunc_normal_(m.weight, std=.02)
+                    nn.init.zeros_(m.bias)
+                elif isinstance(m, nn.LayerNorm):
+                    nn.init.ones_(m.weight)
+                    nn.init.zeros_(m.bias)
+        if others:
+            initialize(self, others)
+        if pretrained:
+            cfg = pretrained[0]
             load_checkpoint_strict(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
                                    convert=convert_dsnet_reference, hint=self._load_hint,
-                                   map_location='cpu')
-            self._is_init = True
-            return
-        if self.init_cfg is None:
-            MMLogger.get_current_instance().warning(
-                'DSNet: no pre-trained weights (init_cfg=None), training starts from scratch')
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                trunc_normal_(m.weight, std=.02)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        super().init_weights()
+                                   map_location=cfg.get('map_location', 'cpu'))
+        self._is_init = True
 
     def _load_hint(self, state_dict, missing, unexpected, mis_shaped):
         """Name the likely cause of a checkpoint that does not fit (see ``load_checkpoint_strict``)."""
