@@ -9,6 +9,7 @@ only how it runs: fused attention (``F.scaled_dot_product_attention``), any inpu
 parameter names that say what they are (``convert_dsnet_reference`` maps the reference names).
 """
 import copy
+import numbers
 import re
 import warnings
 from collections import OrderedDict
@@ -307,17 +308,19 @@ class DSNet(BaseModule):
             relative to the stage's map. The reference uses (8, 4, 2, 2): 1/32 of the image in
             stages 1-3 and 1/64 in stage 4; (8, 4, 2, 1) keeps 1/32 everywhere, as the paper
             says. Weights do not depend on it.
-        out_indices (Sequence[int] | int): stages (0-3) whose maps are returned, at strides
-            4, 8, 16, 32. ``-1`` means the last. Defaults to ``(0, 1, 2, 3)``.
+        out_indices (Sequence[int] | int): distinct stages (0-3) whose maps are returned, at
+            strides 4, 8, 16, 32. ``-1`` means the last. The maps always come in stage order
+            (the indices are sorted). Defaults to ``(0, 1, 2, 3)``.
         final_norm (bool): apply the classifier's BatchNorm (``norm``) to the stage-4 output.
             Keep it True to reuse ImageNet weights unchanged. Defaults to True.
         drop_path_rate (float): stochastic depth of the deepest block. Defaults to 0.1.
         drop_path_schedule (str): ``'linear'`` over all blocks (standard), or ``'per_stage'``,
             the reference's schedule that restarts in each stage. Defaults to ``'linear'``.
         attn_drop_rate (float): attention dropout; the reference hard-codes 0.1.
-        frozen_stages (int): -1 freezes nothing, 0 the first patch embedding, i >= 1 patch
-            embeddings and blocks of stages 1..i (4 also freezes ``norm``). Frozen parts stay in
-            eval mode. Defaults to -1.
+        frozen_stages (int): -1 freezes nothing, 0 the first patch embedding, i >= 1 also the
+            blocks of stages 1..i and the patch embedding of stage i+1 (the downsampling after a
+            frozen stage is frozen with it, as in mmdet's Swin); 4 also freezes ``norm``. Frozen
+            parts stay in eval mode. Defaults to -1.
         norm_eval (bool): keep every BatchNorm in eval mode while training (frozen statistics).
             Defaults to False.
         with_cp (bool): activation checkpointing per block (non-reentrant, DDP-safe).
@@ -443,17 +446,30 @@ class DSNet(BaseModule):
         return copy.deepcopy(dict(arch))
 
     def _parse_out_indices(self, out_indices):
-        if isinstance(out_indices, int):
+        """Distinct stage indices in range, returned sorted: ``forward`` yields the maps in
+        stage order (stride 4 first) whatever order they were given in, as mmdet's ResNet."""
+        allowed = (f'DSNet has {self.num_stages} stages: use distinct integers in 0..3 (strides '
+                   '4, 8, 16, 32) or -1 for the last, e.g. out_indices=(0, 1, 2, 3)')
+        if isinstance(out_indices, int) and not isinstance(out_indices, bool):
             out_indices = [out_indices]
-        if not isinstance(out_indices, Sequence):
-            raise TypeError(f'out_indices must be an int or a sequence, got {type(out_indices).__name__}')
+        if isinstance(out_indices, (str, bytes)) or not isinstance(out_indices, Sequence):
+            raise ValueError(f'out_indices must be an int or a sequence of ints, got '
+                             f'{out_indices!r} ({type(out_indices).__name__}); {allowed}')
+        if len(out_indices) == 0:
+            raise ValueError(f'out_indices is empty: the backbone would return nothing; {allowed}')
         parsed = []
         for i in out_indices:
+            if isinstance(i, bool) or not isinstance(i, numbers.Integral):
+                raise ValueError(f'out_indices entry {i!r} ({type(i).__name__}) is not an '
+                                 f'integer; {allowed}')
             if not -self.num_stages <= i < self.num_stages:
-                raise ValueError(f'out_indices entry {i} is out of range: DSNet has {self.num_stages} '
-                                 f'stages, use 0..3 (strides 4, 8, 16, 32) or -1 for the last')
-            parsed.append(i % self.num_stages)
-        return tuple(parsed)
+                raise ValueError(f'out_indices entry {i} is out of range: {allowed}')
+            parsed.append(int(i) % self.num_stages)
+        repeated = sorted({i for i in parsed if parsed.count(i) > 1})
+        if repeated:
+            raise ValueError(f'out_indices {tuple(out_indices)} names stage(s) {repeated} more '
+                             f'than once (-1 is stage 3); {allowed}')
+        return tuple(sorted(parsed))
 
     # -------------------------------------------------------------------- switches
     def set_fused_attention(self, enabled: bool = True):
@@ -461,7 +477,31 @@ class DSNet(BaseModule):
         set_fused_attention(self, enabled)
 
     # -------------------------------------------------------------------- forward
+    def _check_batch_norm_fits(self, x):
+        """BatchNorm in train mode needs more than one value per channel: a batch of one whose
+        stage map is 1 x 1 would die deep inside with BatchNorm's raw error. Say which stage and
+        what works instead."""
+        B, _, H, W = x.shape
+        if B * -(-H // self.strides[-1]) * -(-W // self.strides[-1]) > 1:
+            return   # the coarsest map has more than one value per channel: all do
+        for i, stride in enumerate(self.strides):
+            h, w = -(-H // stride), -(-W // stride)
+            if B * h * w > 1:
+                continue
+            mods = list(self.stages[i].modules())
+            if i == self.num_stages - 1 and self.final_norm and i in self.out_indices:
+                mods.append(self.norm)
+            if any(isinstance(m, _BatchNorm) and m.training for m in mods):
+                raise ValueError(
+                    f'DSNet stage {i + 1} (stride {stride}) gets a 1 x 1 map from a {H} x {W} '
+                    f'input with batch {B}: its BatchNorm layers in train mode need more than one '
+                    f'value per channel. Train with batch >= 2, or inputs larger than {stride} px '
+                    f'on at least one side (e.g. {2 * stride} x {2 * stride}), or set '
+                    'norm_eval=True (frozen BatchNorm statistics).')
+
     def forward(self, x):
+        if self.training and not torch.jit.is_tracing() and not torch.compiler.is_compiling():
+            self._check_batch_norm_fits(x)
         outs = []
         if self.channels_last:
             # Run internally in channels-last (NHWC): the token view of a map and the map view of
