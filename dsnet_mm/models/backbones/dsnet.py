@@ -25,6 +25,7 @@ from mmengine.model.weight_init import trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...utils import DropPath, load_checkpoint_strict
+from ...utils.checkpoint import _examples
 
 # --------------------------------------------------------------------------------------------
 # Attention
@@ -377,6 +378,8 @@ class DSNet(BaseModule):
             # the backbone of a classifier checkpoint, whichever the file is.
             init_cfg = dict(type='Pretrained', checkpoint=pretrained, prefix='auto')
         super().__init__(init_cfg=init_cfg)
+        # errors about these weights must point at model.pretrained, not at init_cfg
+        self._weights_from_pretrained_arg = pretrained is not None
 
         self.arch_settings = self._parse_arch(arch)
         channels = self.arch_settings['channels']
@@ -549,7 +552,8 @@ class DSNet(BaseModule):
             cfg = self.init_cfg
             load_checkpoint_strict(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
                                    convert=convert_dsnet_reference, hint=self._load_hint,
-                                   map_location='cpu')
+                                   map_location='cpu',
+                                   missing_hint=self._from_pretrained_arg_hint() or None)
             self._is_init = True
             return
         if self.init_cfg is None:
@@ -564,14 +568,27 @@ class DSNet(BaseModule):
                 nn.init.zeros_(m.bias)
         super().init_weights()
 
+    def _from_pretrained_arg_hint(self) -> str:
+        if not getattr(self, '_weights_from_pretrained_arg', False):
+            return ''
+        return ("This file is named by the config's model.pretrained (mmseg's EncoderDecoder "
+                'passes it to the backbone), often a ResNet checkpoint left over from the base '
+                'config: set model.pretrained=None and give the DS-Net weights in '
+                'model.backbone.init_cfg, or put a DS-Net checkpoint in model.pretrained.')
+
     def _load_hint(self, state_dict, missing, unexpected, mis_shaped):
         """Name the likely cause of a checkpoint that does not fit (see ``load_checkpoint_strict``)."""
         heads = {k.split('.')[0] for k in state_dict}
         if heads & {'neck', 'rpn_head', 'roi_head', 'bbox_head', 'decode_head', 'head', 'backbone'}:
             return ("the keys are a whole model's (neck/head/backbone); select the backbone with "
                     "init_cfg prefix='backbone.'")
-        if heads & {'layer1', 'conv1', 'layers', 'stem', 'downsample_layers'} and not heads & {'stages'}:
-            return 'this is not a DS-Net checkpoint (it looks like another backbone)'
+        # A DS-Net file (ours after conversion) has DS-Block mixers under stages.<i>.<j>.;
+        # other backbones share top-level names (Swin's stages.0.blocks.0..., ResNet's layer1).
+        if not any(_DS_BLOCK_KEY_RE.match(k) for k in state_dict):
+            return (f'this is not a DS-Net checkpoint: its keys look like another backbone\'s '
+                    f'({_examples(state_dict)}). Use DS-Net weights (converted with '
+                    f'tools/model_converters/dsnet_to_mmpretrain.py). '
+                    f'{self._from_pretrained_arg_hint()}').strip()
         try:
             ckpt_arch = detect_arch(state_dict)
         except ValueError:
@@ -604,6 +621,7 @@ class DSNet(BaseModule):
 # --------------------------------------------------------------------------------------------
 
 _REF_BLOCK_RE = re.compile(r'^blocks([1-4])\.(\d+)\.(.+)$')
+_DS_BLOCK_KEY_RE = re.compile(r'^stages\.\d\.\d+\.(mixer|pos_embed|ffn)\.')
 _REF_TO_OURS = OrderedDict([
     ('pos_embed.', 'pos_embed.'),
     ('norm1.', 'norm1.'),
