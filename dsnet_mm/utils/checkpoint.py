@@ -286,31 +286,19 @@ def mmengine_checkpoint_globals():
     return safe
 
 
-def _load_local_clearly(filename, map_location):
-    """mmengine's loader for local paths (``CheckpointLoader`` scheme ``''``), the same
-    ``torch.load`` (``weights_only`` left at torch's default), but a missing, truncated or
-    corrupt file gives :func:`read_checkpoint`'s clear error instead of a zip-reader traceback."""
-    return read_checkpoint(osp.expanduser(filename), map_location)
-
-
 def allow_mmengine_checkpoints():
     """Let ``torch.load(weights_only=True)`` read mmengine's own training checkpoints.
 
     Runner checkpoints pickle ``message_hub`` (a ``HistoryBuffer`` holding numpy arrays and
-    scalars), so ``--resume`` fails under torch >= 2.6. Instead of turning the safety off, allow
-    exactly the classes those files contain (:func:`mmengine_checkpoint_globals`); anything else
-    is still refused. Also routes mmengine's local checkpoint loading through
-    :func:`read_checkpoint`, so resuming from a truncated file says so. Idempotent; called when
-    ``dsnet_mm`` is imported.
+    scalars), so ``--resume``, ``mim test`` and ``init_detector`` fail on them under torch >= 2.6.
+    Instead of turning the safety off, add exactly the classes those files contain
+    (:func:`mmengine_checkpoint_globals`) to torch's allow-list (its documented extension point,
+    ``torch.serialization.add_safe_globals``); anything else is still refused, and no loader of
+    mmengine is replaced. Idempotent; called when ``dsnet_mm`` is imported.
     """
     global _SAFE_GLOBALS_DONE
     if _SAFE_GLOBALS_DONE:
         return
     if hasattr(torch.serialization, 'add_safe_globals'):
         torch.serialization.add_safe_globals(mmengine_checkpoint_globals())
-    try:
-        from mmengine.runner.checkpoint import CheckpointLoader
-        CheckpointLoader.register_scheme(prefixes='', loader=_load_local_clearly, force=True)
-    except ImportError:
-        pass
     _SAFE_GLOBALS_DONE = True
