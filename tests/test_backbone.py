@@ -295,3 +295,20 @@ def test_readme_says_what_frozen_stages_freezes(repo_root):
     model = DSNet('tiny', frozen_stages=1)
     assert not any(p.requires_grad for p in model.patch_embeds[1].parameters())
     assert all(p.requires_grad for p in model.patch_embeds[2].parameters())
+
+
+def test_flop_breakdown_sees_every_module():
+    """mmdet's get_flops (mmengine's FlopAnalyzer) attributes FLOPs per module by tracing: the
+    modules DS-Net uses must be called, not only read for their weights, or they are reported
+    as 'never called' with 0 FLOPs."""
+    from mmengine.analysis import FlopAnalyzer
+    model = DSNet('tiny', out_indices=(3, )).eval()
+    analyzer = FlopAnalyzer(model, (torch.randn(1, 3, 64, 64), ))
+    by_module = analyzer.by_module()
+    uncalled = {m for m in analyzer.uncalled_modules() if 'drop_path' not in m}
+    assert not uncalled, sorted(uncalled)[:5]
+    # stage 1 of 64 x 64: 16 x 16 tokens, 64 channels (32 per stream)
+    assert by_module['stages.0.0.mixer.proj_in'] == 16 * 16 * 64 * 64
+    assert by_module['stages.0.0.mixer.inter.local_qkv'] == 16 * 16 * 32 * 96
+    assert by_module[''] == sum(by_module[f'stages.{i}'] for i in range(4)) + \
+        sum(by_module[f'patch_embeds.{i}'] for i in range(4)) + by_module['norm']

@@ -113,6 +113,42 @@ def set_fused_attention(module: nn.Module, enabled: bool = True):
 # --------------------------------------------------------------------------------------------
 
 
+class TokenPointwiseConv(nn.Conv2d):
+    """A 1x1 conv computed as a linear on the token view of the map (same weights and result).
+
+    The output is a map whose memory is token-major (channels-last strides), so its token view
+    (``to_tokens``) is free and has unit stride in the channel dim. q/k/v split from it keep unit
+    stride in the head dim; from an NCHW conv they had stride H*W there, which SDPA's fused CPU
+    kernel rejects, falling back to the explicit math path (materialised Nq x Nk attention:
+    ~3-5x slower at 800 x 1333). Being a module that is called (not only a holder of weights),
+    it is what tracing FLOP counters attribute the work to.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(in_channels, out_channels, 1)
+
+    def forward(self, x):
+        tokens = F.linear(to_tokens(x), self.weight.flatten(1), self.bias)
+        return to_map(tokens, x.shape[-2:])
+
+
+class StreamSplitConv(nn.Conv2d):
+    """A 1x1 conv whose output is the two streams: ``(first half, second half)`` of its
+    channels, each computed as its own dense map (two convs on the halves of the weight).
+
+    In channels-last a channel slice of one output would be strided, and every later op (BN,
+    depthwise conv, resize) would copy it. Called as a module, so FLOP counters see its work.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__(channels, channels, 1)
+
+    def forward(self, x):
+        half = self.out_channels // 2
+        w, b = self.weight, self.bias
+        return F.conv2d(x, w[:half], b[:half]), F.conv2d(x, w[half:], b[half:])
+
+
 class IntraScalePropagation(_AttentionModule):
     """Intra-scale Propagation: the two streams, each at its own scale.
 
@@ -167,7 +203,7 @@ class InterScaleAlignment(_AttentionModule):
         self.num_heads = num_heads
         self.attn_drop = attn_drop
         self.local_norm = nn.BatchNorm2d(channels)
-        self.local_qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.local_qkv = TokenPointwiseConv(channels, 3 * channels)
         self.global_norm = nn.LayerNorm(channels)
         self.global_qkv = nn.Linear(channels, 3 * channels)
         self.local_proj = nn.Linear(channels, channels)    # global -> local fusion
@@ -176,13 +212,8 @@ class InterScaleAlignment(_AttentionModule):
     def forward(self, local: torch.Tensor, tokens: torch.Tensor):
         """local (B, C, H, W), tokens (B, Ng, C) -> the same shapes, each informed by the other."""
         hw = local.shape[-2:]
-        # The 1x1 conv runs as a linear on the token view (same weights): q/k/v come out
-        # token-major with unit stride in the head dim. As a conv + to_tokens they had stride H*W
-        # there, and SDPA's fused CPU kernel rejects that and falls back to the explicit math path
-        # (materialised Nq x Nk attention: ~3-5x slower at 800 x 1333).
-        ql, kl, vl = split_heads(
-            F.linear(to_tokens(self.local_norm(local)), self.local_qkv.weight.flatten(1),
-                     self.local_qkv.bias), self.num_heads)
+        # token-major q/k/v: unit stride in the head dim for SDPA (see TokenPointwiseConv)
+        ql, kl, vl = split_heads(to_tokens(self.local_qkv(self.local_norm(local))), self.num_heads)
         qg, kg, vg = split_heads(self.global_qkv(self.global_norm(tokens)), self.num_heads)
         local_out = self.local_proj(merge_heads(self._attend(ql, kg, vg)))
         global_out = self.global_proj(merge_heads(self._attend(qg, kl, vl)))
@@ -201,20 +232,14 @@ class DualStreamMixer(nn.Module):
         assert channels % 2 == 0, f'a dual-stream mixer needs an even width, got {channels}'
         half = channels // 2
         assert half % num_heads == 0, f'{half} stream channels do not split into {num_heads} heads'
-        self.proj_in = nn.Conv2d(channels, channels, 1)
+        self.proj_in = StreamSplitConv(channels)   # -> (global half, local half)
         self.intra = IntraScalePropagation(half, num_heads, global_ratio, attn_drop)
         self.inter = InterScaleAlignment(half, num_heads, attn_drop)
         self.proj_out = nn.Conv2d(channels, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hw = x.shape[-2:]
-        # proj_in as two convs on the two halves of its weight (first half global, second local):
-        # each stream comes out as a dense map, not a channel slice of one. In channels-last a
-        # slice is strided, and every later op (BN, depthwise conv, resize) would copy it.
-        half = self.proj_in.out_channels // 2
-        w, b = self.proj_in.weight, self.proj_in.bias
-        glob = F.conv2d(x, w[:half], b[:half])
-        local = F.conv2d(x, w[half:], b[half:])
+        glob, local = self.proj_in(x)   # first half global, second local, each a dense map
         local, tokens, grid = self.intra(local, glob)
         local, tokens = self.inter(local, tokens)
         glob = to_map(tokens, grid)
