@@ -138,7 +138,7 @@ def test_pictures_of_a_finished_run(tmp_path):
     out_dir = tmp_path / 'pictures'
     out = run([sys.executable, osp.join(ROOT, 'tools', 'analysis_tools', 'main_job_pictures.py'),
                cfg, str(wd / 'epoch_2.pth'), str(wd), '--out-dir', str(out_dir),
-               '--num-images', '3'], env=subprocess_env())
+               '--num-images', '3'], env=subprocess_env(), timeout=900)
     grid = Image.open(out_dir / 'val_predictions.png')
     # 3 images of 64 px, each ground truth | prediction, 2 per row: 2 rows, 2 columns
     assert grid.size == (2 * 128 + 4, 2 * 64 + 4), grid.size

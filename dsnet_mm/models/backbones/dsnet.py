@@ -306,7 +306,12 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x):
         H, W = x.shape[-2:]
-        pad_h, pad_w = -H % self.stride, -W % self.stride
+        # ceil(H / s) * s - H with a floor division, not the modulo -H % s: under
+        # torch.compile(dynamic=True) a modulo of a symbolic size becomes sympy's PythonMod,
+        # which AOT autograd's float-scalar pass (the interpolate scales downstream) cannot
+        # translate ("TensorReferenceAnalysis has no attribute python_mod", torch 2.13).
+        pad_h = (H + self.stride - 1) // self.stride * self.stride - H
+        pad_w = (W + self.stride - 1) // self.stride * self.stride - W
         if torch.jit.is_tracing() or pad_h or pad_w:   # traced: keep the (maybe zero) pad dynamic
             x = F.pad(x, (0, pad_w, 0, pad_h))
         return self.proj(x)
