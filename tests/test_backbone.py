@@ -229,6 +229,12 @@ def test_custom_arch_dict():
      'divisible by its 3 heads'),
     (dict(out_indices=(0, 4)), 'out_indices entry 4 is out of range'),
     (dict(out_indices=(-5, )), 'out_indices entry -5 is out of range'),
+    (dict(out_indices='3'), 'out_indices must be an int or a sequence of ints'),
+    (dict(out_indices=('3', )), "out_indices entry '3' .* is not an integer"),
+    (dict(out_indices=(0, 0)), r'names stage\(s\) \[0\] more than once'),
+    (dict(out_indices=(3, -1)), r'names stage\(s\) \[3\] more than once'),
+    (dict(out_indices=()), 'out_indices is empty'),
+    (dict(out_indices=(1.0, )), 'is not an integer'),
     (dict(frozen_stages=5), r'frozen_stages must be in \[-1, 4\]'),
     (dict(global_ratios=(8, 4, 2)), 'global_ratios must be 4 integers'),
     (dict(drop_path_schedule='cosine'), "drop_path_schedule must be 'linear' or 'per_stage'"),
@@ -257,3 +263,52 @@ def test_flops_match_the_reference_count(arch, gflops):
     info = get_model_complexity_info(model, input_shape=(3, 224, 224), show_table=False,
                                      show_arch=False)
     assert abs(info['flops'] / 1e9 - gflops) / gflops < 0.03, info['flops']
+
+
+def test_out_indices_come_in_stage_order():
+    model = DSNet('tiny', out_indices=[3, 1]).eval()
+    assert model.out_indices == (1, 3)
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, 64, 64))
+    assert [o.shape[1] for o in outs] == [128, 512]
+
+
+@pytest.mark.parametrize('batch, hw, stage', [(1, (32, 32), 4), (1, (16, 16), 3)])
+def test_train_mode_batch_norm_on_a_1x1_map_names_the_stage(batch, hw, stage):
+    model = DSNet('tiny').train()
+    with pytest.raises(ValueError, match=f'stage {stage} .*1 x 1 map.*batch >= 2.*larger than'):
+        model(torch.randn(batch, 3, *hw))
+    # what the message offers works
+    model(torch.randn(2, 3, *hw))
+    model(torch.randn(1, 3, 64, 64))
+    DSNet('tiny', norm_eval=True).train()(torch.randn(1, 3, 32, 32))
+    model.eval()(torch.randn(1, 3, 32, 32))   # eval: running statistics, any size
+
+
+def test_readme_says_what_frozen_stages_freezes(repo_root):
+    """frozen_stages=i freezes the patch embedding of stage i+1 (test_frozen_stages checks the
+    code); the README's argument table must say so."""
+    import os.path as osp
+    row = next(line for line in open(osp.join(repo_root, 'README.md'))
+               if line.startswith('| `frozen_stages`'))
+    assert 'patch embedding of stage i+1' in row
+    model = DSNet('tiny', frozen_stages=1)
+    assert not any(p.requires_grad for p in model.patch_embeds[1].parameters())
+    assert all(p.requires_grad for p in model.patch_embeds[2].parameters())
+
+
+def test_flop_breakdown_sees_every_module():
+    """mmdet's get_flops (mmengine's FlopAnalyzer) attributes FLOPs per module by tracing: the
+    modules DS-Net uses must be called, not only read for their weights, or they are reported
+    as 'never called' with 0 FLOPs."""
+    from mmengine.analysis import FlopAnalyzer
+    model = DSNet('tiny', out_indices=(3, )).eval()
+    analyzer = FlopAnalyzer(model, (torch.randn(1, 3, 64, 64), ))
+    by_module = analyzer.by_module()
+    uncalled = {m for m in analyzer.uncalled_modules() if 'drop_path' not in m}
+    assert not uncalled, sorted(uncalled)[:5]
+    # stage 1 of 64 x 64: 16 x 16 tokens, 64 channels (32 per stream)
+    assert by_module['stages.0.0.mixer.proj_in'] == 16 * 16 * 64 * 64
+    assert by_module['stages.0.0.mixer.inter.local_qkv'] == 16 * 16 * 32 * 96
+    assert by_module[''] == sum(by_module[f'stages.{i}'] for i in range(4)) + \
+        sum(by_module[f'patch_embeds.{i}'] for i in range(4)) + by_module['norm']

@@ -249,3 +249,70 @@ def test_mmseg_pretrained_argument_takes_a_classifier_checkpoint(converted, refe
                          num_classes=4, norm_cfg=dict(type='BN'))))
     seg.init_weights()
     torch.testing.assert_close(seg.backbone.norm.running_var, reference.norm.running_var)
+
+
+def test_random_bytes_are_corrupt_not_unsafe(converted, tmp_path):
+    """A file of random bytes the size of a real checkpoint: torch stops at an opcode it does
+    not know. That is a corrupt file, not one holding disallowed objects."""
+    noise = tmp_path / 'noise.pth'
+    noise.write_bytes(os.urandom(osp.getsize(converted)))
+    with pytest.raises(RuntimeError) as e:
+        _init(dict(arch='tiny'), noise, 'backbone.')
+    msg = str(e.value)
+    assert 'truncated, corrupt or not a PyTorch checkpoint' in msg
+    assert 'Unsupported operand' in msg           # what torch actually complained about
+    assert 'refusing' not in msg and 'safe loading' not in msg
+
+
+@pytest.mark.parametrize('fmt', ['zip', 'plain_pickle', 'pdparams'])
+def test_disallowed_objects_are_named(fmt, tmp_path):
+    import argparse
+    from dsnet_mm.utils import read_checkpoint
+    obj = {'w': torch.zeros(2).numpy() if fmt == 'pdparams' else torch.zeros(2),
+           'args': argparse.Namespace(lr=1)}
+    path = tmp_path / ('x.pdparams' if fmt == 'pdparams' else 'x.pth')
+    if fmt == 'zip':
+        torch.save(obj, path)
+    else:
+        with open(path, 'wb') as f:
+            pickle.dump(obj, f, protocol=4)   # protocol 4: torch's legacy reader stops at FRAME
+    with pytest.raises(RuntimeError, match=r'refusing to unpickle .*argparse\.Namespace'):
+        read_checkpoint(str(path))
+
+
+def test_swin_weights_are_not_a_dsnet_checkpoint(tmp_path):
+    """Swin's keys also start with 'stages.': still named as another backbone."""
+    from mmdet.models.backbones import SwinTransformer
+    swin = SwinTransformer(embed_dims=32, depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8))
+    path = tmp_path / 'swin.pth'
+    torch.save({'state_dict': {f'backbone.{k}': v for k, v in swin.state_dict().items()}}, path)
+    with pytest.raises(ValueError) as e:
+        _init(dict(arch='tiny'), path, 'backbone.')
+    assert 'not a DS-Net checkpoint' in str(e.value)
+    assert 'patch_embed.projection.weight' in str(e.value)   # shows keys of the file
+
+
+def _mmseg_model(pretrained):
+    from mmengine.config import ConfigDict
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+    init_default_scope('mmseg')
+    return MODELS.build(ConfigDict(
+        type='EncoderDecoder', pretrained=str(pretrained),
+        backbone=dict(type='DSNet', arch='tiny'),
+        decode_head=dict(type='FCNHead', in_channels=512, in_index=3, channels=32, num_convs=1,
+                         num_classes=4, norm_cfg=dict(type='BN'))))
+
+
+def test_mmseg_pretrained_resnet_says_set_model_pretrained_none(tmp_path):
+    """An mmseg config that swapped in DSNet but kept the base config's ResNet model.pretrained:
+    the fix is model.pretrained=None, not init_cfg=None."""
+    from mmdet.models.backbones import ResNet
+    resnet = tmp_path / 'resnet18.pth'
+    torch.save(ResNet(18).state_dict(), resnet)
+    with pytest.raises(ValueError) as e:
+        _mmseg_model(resnet).init_weights()
+    assert 'not a DS-Net checkpoint' in str(e.value) and 'model.pretrained=None' in str(e.value)
+    with pytest.raises(FileNotFoundError) as e:
+        _mmseg_model(tmp_path / 'resnet50_v1c.pth').init_weights()
+    assert 'model.pretrained=None' in str(e.value) and 'init_cfg=None' not in str(e.value)

@@ -54,7 +54,8 @@ def test_two_processes_same_weights_and_mean_loss(tmp_path):
     data = make_tiny_shapes(tmp_path / 'shapes', num_train=8, num_val=4)
     (tmp_path / 'probe.py').write_text(PROBE)
     extra = '''
-        custom_imports = dict(imports=['dsnet_mm', 'dsnet_mm.engine', 'probe'],
+        custom_imports = dict(imports=['dsnet_mm', 'dsnet_mm.engine',
+                                       'dsnet_mm.engine.cpu_distributed', 'probe'],
                               allow_failed_imports=False)
         custom_hooks = [dict(type='RankProbeHook'), dict(type='MeanLossHook')]
         env_cfg = dict(dist_cfg=dict(backend='gloo'))

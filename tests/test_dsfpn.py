@@ -60,8 +60,9 @@ def test_start_and_end_level():
     assert [tuple(o.shape[-2:]) for o in outs] == [(8, 12), (4, 6)]
     assert len(neck.lateral_convs) == 2 and len(neck.ds_blocks) == 2
 
-    # three inputs (backbone out_indices=(1, 2, 3)): strides default to 8, 16, 32
-    neck = small_neck(in_channels=IN_CH[1:], num_outs=5, add_extra_convs='on_output').eval()
+    # three inputs (backbone out_indices=(1, 2, 3)): their strides must be given
+    neck = small_neck(in_channels=IN_CH[1:], num_outs=5, add_extra_convs='on_output',
+                      in_strides=(8, 16, 32)).eval()
     assert neck.in_strides == [8, 16, 32]
     assert [b.mixer.intra.global_ratio for b in neck.ds_blocks] == [4, 2, 1]
     outs = neck(feats(64, 96, channels=IN_CH[1:], strides=(8, 16, 32)))
@@ -183,3 +184,21 @@ def test_init_keeps_pretrained_weights(tmp_path):
     dst.init_weights()
     for k, v in src.state_dict().items():
         torch.testing.assert_close(dst.state_dict()[k], v, msg=k)
+
+
+def test_three_inputs_without_strides_are_refused():
+    """(0, 1, 2) and (1, 2, 3) give the same relative sizes: a default would be a silent guess
+    (the global stream at 1/16 instead of 1/32 of the image for out_indices=(0, 1, 2))."""
+    with pytest.raises(ValueError, match=r'in_strides.*\(4, 8, 16\) for out_indices=\(0, 1, 2\)'):
+        small_neck(in_channels=IN_CH[:3], num_outs=3)
+    neck = small_neck(in_channels=IN_CH[:3], num_outs=3, in_strides=(4, 8, 16)).eval()
+    assert [b.mixer.intra.global_ratio for b in neck.ds_blocks] == [8, 4, 2]   # 1/32 of the image
+    outs = neck(feats(64, 96, channels=IN_CH[:3], strides=(4, 8, 16)))
+    assert [tuple(o.shape[-2:]) for o in outs] == [(16, 24), (8, 12), (4, 6)]
+
+
+def test_inputs_of_the_wrong_widths_name_both():
+    """ResNet's widths into a neck built for DS-Net's: named, not a raw conv error."""
+    neck = small_neck(num_outs=5).eval()
+    with pytest.raises(ValueError, match=r'DSFPN.*\[64, 128, 320, 512\].*\[256, 512, 1024, 2048\]'):
+        neck(feats(64, 96, channels=[256, 512, 1024, 2048]))

@@ -66,3 +66,24 @@ def test_torch_compile_fullgraph_without_graph_breaks(tiny):
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     torch._dynamo.reset()
+
+
+def test_torch_compile_dynamic_shapes_on_padded_sizes():
+    """torch.compile(dynamic=True) on sizes that need padding (97 x 65). torch 2.13's AOT autograd
+    pass that turns float scalars into tensors (used by every backend, inductor too) cannot
+    translate a modulo of a symbolic size ("TensorReferenceAnalysis has no attribute
+    python_mod"): PatchEmbed computes its pad with a floor division instead. One dynamic graph
+    then serves other sizes and batches. A small arch keeps the compile short; the modules are
+    the same as in every variant."""
+    torch.manual_seed(0)
+    arch = dict(channels=[16, 32, 64, 64], depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1])
+    model = DSNet(arch).eval()
+    torch._dynamo.reset()
+    compiled = torch.compile(model, dynamic=True, fullgraph=True, backend='aot_eager')
+    with torch.no_grad():
+        for size in [(1, 3, 97, 65), (2, 3, 70, 101)]:
+            x = torch.randn(*size)
+            for a, b in zip(compiled(x), model(x)):
+                assert a.shape == b.shape
+                torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    torch._dynamo.reset()

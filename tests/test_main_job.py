@@ -121,3 +121,30 @@ def test_benchmark_wrong_checkpoint_is_a_clear_error(tiny_cfg, tmp_path, capsys)
     assert 'truncated, corrupt' in err
     assert 'checkpoint not found' in err
     assert 'Traceback' not in err
+
+
+@pytest.mark.slow
+def test_pictures_of_a_finished_run(tmp_path):
+    """The quick start's last step on a real (tiny) run: mmdet's visualizer draws predictions
+    next to the ground truth, mmdet's analyze_logs (seaborn) draws the loss and val mAP curves."""
+    from PIL import Image
+    from main_job_helpers import mmdet_tool, run, subprocess_env
+    data = make_tiny_shapes(tmp_path / 'shapes', num_train=4, num_val=4)
+    cfg = write_tiny_config(tmp_path / 'cfg.py', data, max_epochs=2, keep=1, extra='''
+        train_cfg = dict(max_epochs=2, val_interval=1)
+    ''')
+    wd = tmp_path / 'work'
+    run([sys.executable, mmdet_tool('train.py'), cfg, '--work-dir', str(wd)], env=subprocess_env())
+    out_dir = tmp_path / 'pictures'
+    out = run([sys.executable, osp.join(ROOT, 'tools', 'analysis_tools', 'main_job_pictures.py'),
+               cfg, str(wd / 'epoch_2.pth'), str(wd), '--out-dir', str(out_dir),
+               '--num-images', '3'], env=subprocess_env(), timeout=900)
+    grid = Image.open(out_dir / 'val_predictions.png')
+    # 3 images of 64 px, each ground truth | prediction, 2 per row: 2 rows, 2 columns
+    assert grid.size == (2 * 128 + 4, 2 * 64 + 4), grid.size
+    for name in ('loss.png', 'val_mAP.png'):
+        img = Image.open(out_dir / name)
+        assert img.format == 'PNG' and min(img.size) > 200
+        assert str(out_dir / name) in out
+    joined = [json.loads(line) for line in open(out_dir / 'scalars.json')]
+    assert sum('coco/bbox_mAP' in r for r in joined) == 2   # one val point per epoch

@@ -261,3 +261,42 @@ def test_kill_while_saving_keeps_the_previous_checkpoint(tiny, tmp_path):
     assert _last(wd) == str(wd / 'epoch_3.pth')
     assert not (wd / '.epoch_2.pth.tmp').exists()       # replaced by the complete save
     assert not (wd / 'epoch_1.pth').exists() and not (wd / 'epoch_2.pth').exists()  # keep=1
+
+
+@pytest.mark.parametrize('damage', ['unreadable', 'missing'])
+def test_resume_skips_an_unreadable_last_checkpoint(killed_run, tmp_path, damage):
+    """last_checkpoint names a truncated (or deleted) file: --resume takes the newest readable
+    checkpoint of the run, says which and why, and keeps the bad file's bytes."""
+    import shutil
+    cfg, wd0, k = killed_run
+    wd = tmp_path / 'work'
+    shutil.copytree(wd0, wd)
+    (wd / 'last_checkpoint').write_text(str(wd / f'epoch_{k}.pth'))
+    bad = wd / f'epoch_{k}.pth'
+    if damage == 'unreadable':
+        cut = bad.read_bytes()[:osp.getsize(bad) // 2]
+        bad.write_bytes(cut)
+    else:
+        bad.unlink()
+    out = run(_train_cmd(cfg, wd, '--resume', '--cfg-options', f'train_cfg.max_epochs={k + 1}'),
+              env=subprocess_env())
+    assert f'Resuming from {wd}/epoch_{k - 1}.pth instead, the newest readable' in out, out[-3000:]
+    assert ('truncated, corrupt' if damage == 'unreadable' else 'does not exist') in out
+    assert f'resumed epoch: {k - 1}, iter: {(k - 1) * ITERS_PER_EPOCH}' in out
+    if damage == 'unreadable':   # never overwritten: the resumed run wrote a new epoch_k.pth
+        assert (wd / f'epoch_{k}.pth.unreadable').read_bytes() == cut
+        assert f'kept as {wd}/epoch_{k}.pth.unreadable' in out
+    assert _load(wd / f'epoch_{k + 1}.pth')['meta']['epoch'] == k + 1
+
+
+def test_test_checkpoint_that_is_missing_says_it_is_the_checkpoint_to_test(killed_run, tmp_path):
+    cfg = killed_run[0]
+    mim = osp.join(osp.dirname(sys.executable), 'mim')
+    p = subprocess.run([mim, 'test', 'mmdet', cfg, '--checkpoint', str(tmp_path / 'missing.pth'),
+                        '--work-dir', str(tmp_path / 'test')], capture_output=True, text=True,
+                       env=dict(subprocess_env(), PATH=osp.dirname(sys.executable) + os.pathsep
+                                + os.environ['PATH']), timeout=300)   # mim runs `python`
+    out = p.stdout + p.stderr
+    assert p.returncode != 0
+    assert 'is the checkpoint to test' in out, out[-3000:]
+    assert 'model_converters' not in out    # no advice about backbone weights

@@ -8,7 +8,11 @@
 #                                              (resumes an interrupted run; skipped when finished)
 #   4. tools/benchmark_coco.py                 mmdet test loop + CocoMetric (pycocotools) on the
 #                                              held-out val split, params, FLOPs, images/s
-#   5. summary: box and mask AP, times
+#   5. main_job_pictures.py                    mim test --show-dir (mmdet's DetLocalVisualizer):
+#                                              predictions next to ground truth on held-out
+#                                              images; mim run mmdet analyze_logs plot_curve:
+#                                              losses and val mAP over the epochs (PNGs)
+#   6. summary: box and mask AP, times, where the pictures are
 #
 # Environment: QUICKSTART_RETRAIN=1 trains again from scratch; QUICKSTART_MIN_BOX_AP (default 0.5, the target)
 # is the box mAP below which the run counts as failed (exit 1): training did not learn.
@@ -25,6 +29,7 @@ WORK_DIR=work_dirs/mask_rcnn_dsnet_t_fpn_shapes
 MIN_BOX_AP="${QUICKSTART_MIN_BOX_AP:-0.5}"
 export PYTHONWARNINGS="${PYTHONWARNINGS:-ignore}"   # pkg_resources / deprecation noise
 export PATH="$VENV/bin:$PATH"                      # mim runs mmdet's tools with this python
+export MPLBACKEND=Agg                              # pictures are written, never shown
 log() { echo "[quickstart $(date +%H:%M:%S)] $*"; }
 t_all=$SECONDS
 
@@ -37,7 +42,7 @@ if [[ -z "${OMP_NUM_THREADS:-}" ]]; then
 fi
 log "$(getconf _NPROCESSORS_ONLN) cores, load $(cut -d' ' -f1 /proc/loadavg), OMP_NUM_THREADS=$OMP_NUM_THREADS"
 
-log "step 1/3: embedded dataset (data/shapes)"
+log "step 1/4: embedded dataset (data/shapes)"
 "$PY" tools/dataset_converters/make_shapes_coco.py --out data/shapes
 
 MAX_EPOCHS=$("$PY" -c "from mmengine.config import Config; print(Config.fromfile('$CONFIG').train_cfg.max_epochs)" 2>/dev/null)
@@ -48,14 +53,14 @@ if [[ "${QUICKSTART_RETRAIN:-0}" == 1 ]]; then
 fi
 t_train=$SECONDS
 if [[ -f "$FINAL" ]]; then
-  log "step 2/3: training already finished ($FINAL); QUICKSTART_RETRAIN=1 trains again"
+  log "step 2/4: training already finished ($FINAL); QUICKSTART_RETRAIN=1 trains again"
 else
   RESUME=()
   if [[ -f "$WORK_DIR/last_checkpoint" ]]; then
     RESUME=(--resume)
-    log "step 2/3: resuming the interrupted run from $(cat "$WORK_DIR/last_checkpoint")"
+    log "step 2/4: resuming the interrupted run from $(cat "$WORK_DIR/last_checkpoint")"
   else
-    log "step 2/3: training Mask R-CNN + DS-Net-T from scratch, $MAX_EPOCHS epochs on CPU" \
+    log "step 2/4: training Mask R-CNN + DS-Net-T from scratch, $MAX_EPOCHS epochs on CPU" \
         "(~15 min on 2 idle cores; progress every 10 iterations)"
   fi
   "$MIM" train mmdet "$CONFIG" --work-dir "$WORK_DIR" "${RESUME[@]}" 2>&1 \
@@ -68,15 +73,22 @@ else
 fi
 t_train=$((SECONDS - t_train))
 
-log "step 3/3: evaluating $FINAL on the held-out val split (mmdet test loop, CocoMetric)"
+log "step 3/4: evaluating $FINAL on the held-out val split (mmdet test loop, CocoMetric)"
 t_eval=$SECONDS
 "$PY" tools/benchmark_coco.py --pair "$CONFIG" "$FINAL" --out-dir "$WORK_DIR/benchmark" \
   --speed-images 50 2>&1 | grep --line-buffered -vE "^\s*$|mmengine - (INFO|WARNING)|pkg_resources|_bootstrap|index created|loading annotations|creating index|^Done \(t=|^backbone\.|never called during the trace" || true
 t_eval=$((SECONDS - t_eval))
 
-"$PY" - "$WORK_DIR/benchmark/benchmark.json" "$MIN_BOX_AP" "$t_train" "$t_eval" "$((SECONDS - t_all))" <<'EOF'
-import json, sys
-path, min_ap, t_train, t_eval, t_all = sys.argv[1], float(sys.argv[2]), *map(int, sys.argv[3:])
+log "step 4/4: pictures (predictions next to ground truth, loss and val mAP curves)"
+PICTURES="$WORK_DIR/pictures"
+"$PY" tools/analysis_tools/main_job_pictures.py "$CONFIG" "$FINAL" "$WORK_DIR" \
+  --out-dir "$PICTURES" --num-images 6 > "$WORK_DIR/pictures.log" 2>&1 \
+  || log "pictures failed (the AP below is unaffected): see $WORK_DIR/pictures.log"
+
+"$PY" - "$WORK_DIR/benchmark/benchmark.json" "$MIN_BOX_AP" "$PICTURES" "$t_train" "$t_eval" "$((SECONDS - t_all))" <<'EOF'
+import json, os, sys
+path, min_ap, pictures = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+t_train, t_eval, t_all = map(int, sys.argv[4:])
 res = json.load(open(path))
 if not res['results']:
     print('[quickstart] evaluation failed:', res['failures'])
@@ -93,6 +105,11 @@ print(f"  params {r['params_M']:.2f} M, {flops}, {speed} on {r['device']}")
 print(f'  time: training {t_train // 60} min {t_train % 60} s, evaluation {t_eval} s, '
       f'whole quick start {t_all // 60} min {t_all % 60} s')
 print(f'  checkpoint {r["checkpoint"]}; table {path[:-5]}.md')
+for name, what in (('val_predictions.png', 'predictions (right) next to ground truth (left), held-out images'),
+                   ('loss.png', 'training losses over the iterations'),
+                   ('val_mAP.png', 'val box / mask mAP over the epochs')):
+    p = os.path.join(pictures, name)
+    print(f'  picture: {p}  ({what})' if os.path.isfile(p) else f'  picture missing: {p}')
 ok = r['bbox_mAP'] >= min_ap
 print(f"  box mAP {'>=' if ok else '<'} {min_ap} (QUICKSTART_MIN_BOX_AP): "
       f"{'OK' if ok else 'FAILED: the detector did not learn'}")

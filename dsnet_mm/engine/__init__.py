@@ -4,14 +4,16 @@ downstream scope finds them). Configs import them with
 
 * ``AtomicCheckpointHook``: checkpoints are never half-written.
 * ``MeanLossHook``: logged losses are the mean over ranks, not rank 0's.
-* ``DeviceAwareDDP`` + :func:`enable_cpu_distributed`: ``--launcher pytorch`` on CPUs (gloo).
+* ``ExitWithLauncherHook``: nothing outlives a killed ``mim train`` (trainer, DataLoader workers).
+* ``DeviceAwareDDP`` + ``dsnet_mm.engine.cpu_distributed`` (a separate ``custom_imports``
+  entry): ``--launcher pytorch`` on CPUs (gloo).
 * ``BF16OptimWrapper``: bfloat16 autocast training, on a CPU too (``AmpOptimWrapper`` needs a GPU).
+
+Importing this package changes nothing in mmengine; it only registers these classes.
 """
 from .amp import BF16OptimWrapper
-from .dist import DeviceAwareDDP, enable_cpu_distributed
-from .hooks import AtomicCheckpointHook, MeanLossHook
+from .dist import DeviceAwareDDP, init_cpu_process_group
+from .hooks import AtomicCheckpointHook, ExitWithLauncherHook, MeanLossHook
 
-enable_cpu_distributed()
-
-__all__ = ['AtomicCheckpointHook', 'MeanLossHook', 'DeviceAwareDDP', 'enable_cpu_distributed',
-           'BF16OptimWrapper']
+__all__ = ['AtomicCheckpointHook', 'ExitWithLauncherHook', 'MeanLossHook', 'DeviceAwareDDP',
+           'init_cpu_process_group', 'BF16OptimWrapper']

@@ -1,13 +1,14 @@
-"""Multi-process training on CPUs (gloo) with mmengine 0.10.7.
+"""Multi-process training on CPUs (gloo) with mmengine 0.10.7, without changing mmengine.
 
 mmengine assumes one GPU per process in two places, so ``--launcher pytorch`` dies on a CPU-only
 machine before the first iteration:
 
 * ``mmengine.dist.utils._init_dist_pytorch`` calls ``torch.cuda.set_device(local_rank)``
-  unconditionally ("Found no NVIDIA driver"). :func:`enable_cpu_distributed` (run when
-  ``dsnet_mm.engine`` is imported, i.e. from the configs' ``custom_imports``, which mmengine
-  executes before it initialises the process group) swaps in a version that skips that call
-  when CUDA is not available. With CUDA nothing changes.
+  unconditionally ("Found no NVIDIA driver"). But the runner initialises the process group only
+  ``if not is_distributed()``. A config that lists ``dsnet_mm.engine.cpu_distributed`` in its
+  ``custom_imports`` (executed when the config is read, before the runner exists) gets the gloo
+  process group initialised there, on a machine without CUDA in a process started by torchrun,
+  and the runner uses it as it is. Nothing else changes, and with CUDA nothing happens.
 * ``Runner.wrap_model`` passes ``device_ids=[LOCAL_RANK]`` to DDP, which refuses it for a module
   on the CPU. ``DeviceAwareDDP`` (set ``model_wrapper_cfg=dict(type='DeviceAwareDDP')``, as the
   embedded config does) drops ``device_ids`` for CPU modules and is ``MMDistributedDataParallel``
@@ -16,6 +17,8 @@ machine before the first iteration:
 import os
 
 import torch
+import torch.distributed as torch_dist
+from mmengine.logging import print_log
 from mmengine.model import MMDistributedDataParallel
 from mmengine.registry import MODEL_WRAPPERS
 
@@ -33,26 +36,16 @@ class DeviceAwareDDP(MMDistributedDataParallel):
         super().__init__(module=module, device_ids=device_ids, **kwargs)
 
 
-_PATCHED = False
-
-
-def enable_cpu_distributed():
-    """Let ``init_dist('pytorch')`` work without CUDA (see the module docstring). Idempotent."""
-    global _PATCHED
-    if _PATCHED:
-        return
-    import mmengine.dist.utils as dist_utils
-    original = dist_utils._init_dist_pytorch
-
-    def _init_dist_pytorch(backend='nccl', init_backend='torch', **kwargs):
-        if torch.cuda.is_available() or init_backend != 'torch':
-            return original(backend, init_backend=init_backend, **kwargs)
-        if backend == 'nccl':
-            raise RuntimeError('the nccl backend needs GPUs; on CPUs set '
-                               "env_cfg = dict(dist_cfg=dict(backend='gloo')) in the config")
-        torch.distributed.init_process_group(
-            backend=backend, rank=int(os.environ['RANK']),
-            world_size=int(os.environ['WORLD_SIZE']), **kwargs)
-
-    dist_utils._init_dist_pytorch = _init_dist_pytorch
-    _PATCHED = True
+def init_cpu_process_group(backend: str = 'gloo') -> bool:
+    """Initialise the process group of a torchrun-launched process on a machine without CUDA
+    (see the module docstring). Returns whether it did; idempotent."""
+    launched = all(k in os.environ for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'))
+    if not launched or torch.cuda.is_available() or not torch_dist.is_available() \
+            or torch_dist.is_initialized():
+        return False
+    rank, world_size = int(os.environ['RANK']), int(os.environ['WORLD_SIZE'])
+    torch_dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
+    print_log(f'dsnet_mm.engine.cpu_distributed: no CUDA here, so the {backend} process group '
+              f'(rank {rank} of {world_size}) was initialised before the runner, which uses it '
+              "instead of calling torch.cuda.set_device in mmengine's init_dist", logger='current')
+    return True

@@ -11,6 +11,23 @@
     ``--resume`` always works. A kill during saving leaves at most a stale ``.*.tmp`` file, which
     the next save of that step replaces.
 
+    Before the runner loads anything (``before_run``, in training, validation and testing), the
+    hook also checks the file it is about to load and says what that file was for: the
+    checkpoint to resume from, to start training from (``load_from``) or to test
+    (``mim test --checkpoint``). ``--resume`` (no path) whose ``last_checkpoint`` names a missing
+    or unreadable file resumes from the newest readable checkpoint of the run instead, and
+    logs which one and why; the unreadable file is kept under ``<name>.unreadable`` (never
+    overwritten by the resumed run's save of that step).
+
+``ExitWithLauncherHook``
+    ``mim train`` runs mmdet's ``tools/train.py`` as a child process and waits for it; the
+    trainer forks its DataLoader workers. A SIGKILL of ``mim`` (or of ``torchrun``) leaves the
+    trainer running as an orphan, still training and holding its workers and memory. With this
+    hook the trainer asks the kernel (Linux ``PR_SET_PDEATHSIG``) to SIGKILL it when its launcher
+    dies, and every process it forks (the DataLoader workers) to be SIGKILLed when the trainer
+    dies, so nothing outlives a killed run. It acts only when the trainer's parent is such a
+    launcher: a trainer started from a shell (``nohup python tools/train.py ...``) is left alone.
+
 ``MeanLossHook``
     mmengine's ``BaseModel.parse_losses`` does not reduce across processes (mmcv 1.x did), and
     only rank 0 logs, so the logged losses are rank 0's alone. This hook all-reduces the
@@ -19,8 +36,12 @@
     the checkpointed history hold the mean over ranks. Gradients are unaffected (DDP already
     averages them). Single-process runs are untouched.
 """
+import ctypes
 import os
 import os.path as osp
+import re
+import signal
+import sys
 
 import torch
 import torch.distributed as torch_dist
@@ -28,6 +49,10 @@ from mmengine.dist import get_world_size, is_distributed, is_main_process
 from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.registry import HOOKS
+from mmengine.runner import BaseLoop
+from mmengine.runner.checkpoint import find_latest_checkpoint
+
+from ..utils.checkpoint import read_checkpoint
 
 
 def _fsync(path):
@@ -48,6 +73,27 @@ def atomic_write_text(path: str, text: str):
     os.replace(tmp, path)
 
 
+def _is_local(path: str) -> bool:
+    return '://' not in str(path)
+
+
+def _free_name(path: str) -> str:
+    n, candidate = 1, path
+    while osp.exists(candidate):
+        candidate, n = f'{path}.{n}', n + 1
+    return candidate
+
+
+def _check_readable(path: str, role: str, todo: str):
+    """Raise a clear error, saying what ``path`` was for, unless it is a readable checkpoint."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'checkpoint not found: {path!r} is {role}. {todo}')
+    try:
+        read_checkpoint(path)
+    except RuntimeError as e:
+        raise RuntimeError(f'{path!r} is {role}, and it cannot be loaded: {e}') from e
+
+
 @HOOKS.register_module()
 class AtomicCheckpointHook(CheckpointHook):
     """``CheckpointHook`` whose checkpoints are never half-written (see the module docstring).
@@ -60,6 +106,70 @@ class AtomicCheckpointHook(CheckpointHook):
     def tmp_name(filename: str) -> str:
         return f'.{filename}.tmp'
 
+    # ------------------------------------------------------------ what the runner will load
+    def before_run(self, runner):
+        super().before_run(runner)
+        resume, load_from = runner._resume, runner._load_from
+        if resume and load_from is None:
+            last = find_latest_checkpoint(runner.work_dir)   # what mmengine would resume from
+            if last is not None and _is_local(last):
+                runner._load_from = self._readable_or_newest(runner, last)
+        elif load_from is not None and _is_local(load_from):
+            if resume:
+                role = 'the checkpoint to resume from (--resume PATH / resume=True, load_from)'
+                todo = ('Give the path of a checkpoint of this run (epoch_N.pth / iter_N.pth in '
+                        'its work dir), or --resume alone for the newest one.')
+            elif isinstance(runner._train_loop, BaseLoop):
+                role = 'the checkpoint to start training from (load_from)'
+                todo = 'Check the path, or set load_from=None to train from the initial weights.'
+            else:
+                role = 'the checkpoint to test (mim test --checkpoint / tools/test.py CHECKPOINT)'
+                todo = ('Check the path: a training run writes epoch_N.pth / iter_N.pth into its '
+                        'work dir, and its last_checkpoint file names the newest.')
+            _check_readable(load_from, role, todo)
+
+    def _readable_or_newest(self, runner, last):
+        """``last`` if it loads, else the newest checkpoint of the run that does."""
+        if not osp.isfile(last):
+            why = 'it does not exist'
+        else:
+            try:
+                read_checkpoint(last)
+                return last
+            except RuntimeError as e:
+                why = str(e).rstrip('.')
+        ckpt_dir = osp.dirname(last) or runner.work_dir
+        pattern = re.compile('^' + re.escape(self.filename_tmpl).replace(r'\{\}', r'(\d+)') + '$')
+        steps = sorted(((int(m.group(1)), name) for name in os.listdir(ckpt_dir)
+                        for m in [pattern.match(name)] if m), reverse=True)
+        chosen = None
+        for _, name in steps:
+            path = osp.join(ckpt_dir, name)
+            if osp.abspath(path) == osp.abspath(last):
+                continue
+            try:
+                read_checkpoint(path)
+                chosen = path
+                break
+            except (OSError, RuntimeError):
+                continue
+        src = osp.join(runner.work_dir, 'last_checkpoint')
+        if chosen is None:
+            raise RuntimeError(
+                f'cannot resume: {src} names the checkpoint to resume from, {last!r}, and '
+                f'{why}; no other readable checkpoint ({self.filename_tmpl.format("N")}) is in '
+                f'{ckpt_dir}. Train from scratch without --resume, or pass --resume PATH.')
+        kept = ''
+        if osp.exists(last) and is_main_process():
+            aside = _free_name(last + '.unreadable')
+            os.replace(last, aside)
+            kept = f' It is kept as {aside} (the resumed run will not overwrite it).'
+        runner.logger.warning(
+            f'{src} names {last}, which cannot be resumed from: {why}.{kept} Resuming from '
+            f'{chosen} instead, the newest readable checkpoint in {ckpt_dir}.')
+        return chosen
+
+    # ------------------------------------------------------------ saving
     def _save_checkpoint_with_step(self, runner, step, meta):
         if not isinstance(self.file_backend, LocalBackend):
             return super()._save_checkpoint_with_step(runner, step, meta)
@@ -130,3 +240,64 @@ class MeanLossHook(Hook):
         for k, v in zip(keys, vals.tolist()):
             old = outputs[k]
             outputs[k] = torch.tensor(v, dtype=old.dtype) if torch.is_tensor(old) else v
+
+
+_PR_SET_PDEATHSIG = 1   # linux/prctl.h
+_LAUNCHERS = ('mim', 'torchrun', 'torch.distributed.run', 'torch.distributed.launch')
+
+
+def _cmdline(pid: int):
+    try:
+        with open(f'/proc/{pid}/cmdline', 'rb') as f:
+            return [a.decode(errors='replace') for a in f.read().split(b'\0') if a]
+    except OSError:
+        return []
+
+
+def _launcher_name(pid: int):
+    """'mim' / 'torchrun' / ... when process ``pid`` is one of those launchers, else None."""
+    for arg in _cmdline(pid)[:3]:
+        name = osp.basename(arg)
+        if name in _LAUNCHERS:
+            return name
+    return None
+
+
+def _die_with_parent(expected_parent: int):
+    """SIGKILL this process when its parent (the thread that forked it) exits."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), 'prctl(PR_SET_PDEATHSIG) failed')
+    if os.getppid() != expected_parent:   # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@HOOKS.register_module()
+class ExitWithLauncherHook(Hook):
+    """The trainer and its DataLoader workers die with the launcher (see the module docstring).
+
+    Linux only (elsewhere a no-op that says so). Add to a config with
+    ``custom_hooks = [dict(type='ExitWithLauncherHook')]``.
+    """
+    priority = 'VERY_HIGH'
+    _armed_pid = None   # once per process
+
+    def before_run(self, runner):
+        pid = os.getpid()
+        if ExitWithLauncherHook._armed_pid == pid:
+            return
+        parent = os.getppid()
+        launcher = _launcher_name(parent)
+        if not sys.platform.startswith('linux') or launcher is None:
+            runner.logger.info(
+                'ExitWithLauncherHook: not armed (' +
+                ('not Linux' if launcher else 'the parent process is not mim or torchrun') + ')')
+            return
+        _die_with_parent(parent)
+        # forked children (DataLoader workers, fork start method) die with this process
+        os.register_at_fork(after_in_child=lambda: _die_with_parent(pid))
+        ExitWithLauncherHook._armed_pid = pid
+        runner.logger.info(
+            f'ExitWithLauncherHook: this trainer (pid {pid}) is killed when its launcher '
+            f'{launcher} (pid {parent}) dies, and its DataLoader workers when it dies '
+            '(Linux PR_SET_PDEATHSIG); nothing outlives a killed run')

@@ -7,6 +7,9 @@ fix.
 """
 import os.path as osp
 import pickle
+import pickletools
+import re
+import zipfile
 from collections import OrderedDict
 from typing import Callable, Optional
 
@@ -49,9 +52,57 @@ def load_pdparams(path: str) -> 'OrderedDict[str, torch.Tensor]':
     return out
 
 
-def read_checkpoint(path: str, map_location='cpu'):
+# What to do about a missing file depends on what it was for; init weights by default.
+BACKBONE_WEIGHTS_HINT = (
+    'Check the path, produce it with tools/model_converters/dsnet_to_mmpretrain.py (from reference '
+    'DS-Net or PaddleClas weights) or an mmpretrain ImageNet run, or train from scratch with '
+    'init_cfg=None.')
+
+# torch's weights_only unpickler names a refused object in these messages (zip and legacy
+# files); everything else it raises is about bytes it cannot parse.
+_REFUSED_GLOBAL_RE = re.compile(r'(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)')
+_TORCH_BOILERPLATE = ('Weights only load failed', 'In PyTorch 2.6', 'Please file an issue',
+                      'Check the documentation', '(1)', '(2)', 'This file can still be loaded')
+
+
+def _refused_globals(path: str, msg: str):
+    """The ``module.name`` globals safe loading refused, [] when the file is not a pickle that
+    names one (corrupt bytes, a truncated zip, another format)."""
+    found = _REFUSED_GLOBAL_RE.findall(msg) or re.findall(r"(\S+) is not allowed", msg)
+    if found or zipfile.is_zipfile(path):
+        return found
+    # A plain (non-zip) pickle: torch's legacy reader stops at the first opcode it does not
+    # support (e.g. protocol 4's FRAME) before it reaches the globals; list them without
+    # executing anything.
+    names, strings = [], []
+    try:
+        with open(path, 'rb') as f:
+            for op, arg, _ in pickletools.genops(f):
+                if op.name in ('SHORT_BINUNICODE', 'BINUNICODE', 'UNICODE'):
+                    strings.append(arg)
+                elif op.name == 'GLOBAL':
+                    names.append(arg.replace(' ', '.'))
+                elif op.name == 'STACK_GLOBAL' and len(strings) >= 2:
+                    names.append(f'{strings[-2]}.{strings[-1]}')
+    except Exception:   # not a pickle (or a truncated one): corrupt, not unsafe
+        return []
+    return [n for n in dict.fromkeys(names) if not n.startswith(('torch.', 'collections.'))]
+
+
+def _torch_complaint(msg: str) -> str:
+    """The line of torch's error that says what went wrong, without its boilerplate."""
+    for line in msg.splitlines():
+        line = line.strip().replace('WeightsUnpickler error:', '').strip()
+        if line and not line.startswith(_TORCH_BOILERPLATE):
+            return line
+    return msg.splitlines()[0] if msg else ''
+
+
+def read_checkpoint(path: str, map_location='cpu', missing_hint: Optional[str] = None):
     """Load a checkpoint file (``.pth`` with torch's default ``weights_only=True``, or a
-    ``.pdparams``), with a clear error for a missing, truncated or corrupt file.
+    ``.pdparams``), with a clear error for a missing file (``missing_hint`` says what to do; it
+    defaults to advice about backbone weights), a truncated, corrupt or foreign file, and a
+    file that holds objects safe loading refuses (named).
 
     ``path`` may also be an ``http(s)://`` URL (downloaded once into torch's hub cache, then read
     as the local file it becomes) or another mmengine scheme such as ``open-mmlab://`` (left to
@@ -63,9 +114,7 @@ def read_checkpoint(path: str, map_location='cpu'):
         return load_with_mmengine(path, map_location)
     if not osp.isfile(path):
         raise FileNotFoundError(
-            f'checkpoint not found: {path!r}. Check the path, produce it with '
-            'tools/model_converters/dsnet_to_mmpretrain.py (from reference DS-Net or PaddleClas '
-            'weights) or an mmpretrain ImageNet run, or train from scratch with init_cfg=None.')
+            f'checkpoint not found: {path!r}. {missing_hint or BACKBONE_WEIGHTS_HINT}')
     try:
         if path.endswith('.pdparams'):
             return load_pdparams(path)
@@ -74,22 +123,18 @@ def read_checkpoint(path: str, map_location='cpu'):
         raise
     except Exception as e:  # the unpickler raises anything on garbage (IndexError, KeyError...)
         msg = str(e)
-        size = osp.getsize(path)
-        if any(t in msg for t in ('Weights only load failed', 'Unsupported global',
-                                  'is not allowed')):
-            why = next((ln.strip() for ln in msg.splitlines()
-                        if 'Unsupported global' in ln or 'Can only build' in ln
-                        or 'not allowed' in ln), msg.splitlines()[0])
+        refused = _refused_globals(path, msg)
+        if refused:
             raise RuntimeError(
                 f'refusing to unpickle {path!r}: it holds Python objects that safe loading does '
-                f'not allow ({why}). Only tensors, numpy arrays and mmengine\'s own checkpoint '
-                'classes are loaded; if you trust the file, re-save just its state_dict with '
-                'torch.save.') from e
+                f'not allow: {", ".join(refused)}. Only tensors, numpy arrays and mmengine\'s own '
+                'checkpoint classes are loaded; if you trust the file, re-save just its '
+                'state_dict with torch.save.') from e
         raise RuntimeError(
-            f'cannot read checkpoint {path!r} ({size} bytes): {type(e).__name__}: '
-            f'{msg.splitlines()[0] if msg else ""}. The file is truncated, corrupt or not a '
-            'PyTorch checkpoint (an interrupted save or copy?); re-create or re-download it, or '
-            'resume from an earlier checkpoint.') from e
+            f'cannot read checkpoint {path!r} ({osp.getsize(path)} bytes): the file is '
+            'truncated, corrupt or not a PyTorch checkpoint (an interrupted save or copy?); '
+            f'the reader stopped at: {type(e).__name__}: {_torch_complaint(msg)}. Re-create '
+            'or re-download it, or use an earlier checkpoint.') from e
 
 
 def extract_state_dict(ckpt) -> 'OrderedDict[str, torch.Tensor]':
@@ -149,7 +194,8 @@ def check_state_dict_fits(module: torch.nn.Module, state_dict, source: str = 'th
 
 def load_checkpoint_strict(module: torch.nn.Module, filename: str, prefix: Optional[str] = None,
                            convert: Optional[Callable] = None, hint: Optional[Callable] = None,
-                           map_location='cpu', logger=None) -> int:
+                           map_location='cpu', logger=None,
+                           missing_hint: Optional[str] = None) -> int:
     """Load ``filename`` into ``module``, all tensors or an error.
 
     Args:
@@ -159,10 +205,11 @@ def load_checkpoint_strict(module: torch.nn.Module, filename: str, prefix: Optio
         convert: ``fn(state_dict) -> (state_dict, extra)`` applied after the prefix (e.g. the
             reference DS-Net names -> ours).
         hint: ``fn(state_dict, missing, unexpected, mis_shaped) -> str | None`` for the error.
+        missing_hint: what to do when the file does not exist (default: backbone-weights advice).
     Returns:
         the number of tensors loaded.
     """
-    sd = extract_state_dict(read_checkpoint(filename, map_location))
+    sd = extract_state_dict(read_checkpoint(filename, map_location, missing_hint))
     if prefix == 'auto':
         prefix = 'backbone.' if any(k.startswith('backbone.') for k in sd) else None
     name = f'checkpoint {filename!r}' + (f' (prefix {prefix!r})' if prefix else '')
@@ -248,31 +295,19 @@ def mmengine_checkpoint_globals():
     return safe
 
 
-def _load_local_clearly(filename, map_location):
-    """mmengine's loader for local paths (``CheckpointLoader`` scheme ``''``), the same
-    ``torch.load`` (``weights_only`` left at torch's default), but a missing, truncated or
-    corrupt file gives :func:`read_checkpoint`'s clear error instead of a zip-reader traceback."""
-    return read_checkpoint(osp.expanduser(filename), map_location)
-
-
 def allow_mmengine_checkpoints():
     """Let ``torch.load(weights_only=True)`` read mmengine's own training checkpoints.
 
     Runner checkpoints pickle ``message_hub`` (a ``HistoryBuffer`` holding numpy arrays and
-    scalars), so ``--resume`` fails under torch >= 2.6. Instead of turning the safety off, allow
-    exactly the classes those files contain (:func:`mmengine_checkpoint_globals`); anything else
-    is still refused. Also routes mmengine's local checkpoint loading through
-    :func:`read_checkpoint`, so resuming from a truncated file says so. Idempotent; called when
-    ``dsnet_mm`` is imported.
+    scalars), so ``--resume``, ``mim test`` and ``init_detector`` fail on them under torch >= 2.6.
+    Instead of turning the safety off, add exactly the classes those files contain
+    (:func:`mmengine_checkpoint_globals`) to torch's allow-list (its documented extension point,
+    ``torch.serialization.add_safe_globals``); anything else is still refused, and no loader of
+    mmengine is replaced. Idempotent; called when ``dsnet_mm`` is imported.
     """
     global _SAFE_GLOBALS_DONE
     if _SAFE_GLOBALS_DONE:
         return
     if hasattr(torch.serialization, 'add_safe_globals'):
         torch.serialization.add_safe_globals(mmengine_checkpoint_globals())
-    try:
-        from mmengine.runner.checkpoint import CheckpointLoader
-        CheckpointLoader.register_scheme(prefixes='', loader=_load_local_clearly, force=True)
-    except ImportError:
-        pass
     _SAFE_GLOBALS_DONE = True

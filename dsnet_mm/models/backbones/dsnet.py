@@ -9,6 +9,7 @@ only how it runs: fused attention (``F.scaled_dot_product_attention``), any inpu
 parameter names that say what they are (``convert_dsnet_reference`` maps the reference names).
 """
 import copy
+import numbers
 import re
 import warnings
 from collections import OrderedDict
@@ -24,6 +25,7 @@ from mmengine.model.weight_init import PretrainedInit, initialize, trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...utils import DropPath, load_checkpoint_strict
+from ...utils.checkpoint import _examples
 
 # --------------------------------------------------------------------------------------------
 # Attention
@@ -111,6 +113,42 @@ def set_fused_attention(module: nn.Module, enabled: bool = True):
 # --------------------------------------------------------------------------------------------
 
 
+class TokenPointwiseConv(nn.Conv2d):
+    """A 1x1 conv computed as a linear on the token view of the map (same weights and result).
+
+    The output is a map whose memory is token-major (channels-last strides), so its token view
+    (``to_tokens``) is free and has unit stride in the channel dim. q/k/v split from it keep unit
+    stride in the head dim; from an NCHW conv they had stride H*W there, which SDPA's fused CPU
+    kernel rejects, falling back to the explicit math path (materialised Nq x Nk attention:
+    ~3-5x slower at 800 x 1333). Being a module that is called (not only a holder of weights),
+    it is what tracing FLOP counters attribute the work to.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(in_channels, out_channels, 1)
+
+    def forward(self, x):
+        tokens = F.linear(to_tokens(x), self.weight.flatten(1), self.bias)
+        return to_map(tokens, x.shape[-2:])
+
+
+class StreamSplitConv(nn.Conv2d):
+    """A 1x1 conv whose output is the two streams: ``(first half, second half)`` of its
+    channels, each computed as its own dense map (two convs on the halves of the weight).
+
+    In channels-last a channel slice of one output would be strided, and every later op (BN,
+    depthwise conv, resize) would copy it. Called as a module, so FLOP counters see its work.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__(channels, channels, 1)
+
+    def forward(self, x):
+        half = self.out_channels // 2
+        w, b = self.weight, self.bias
+        return F.conv2d(x, w[:half], b[:half]), F.conv2d(x, w[half:], b[half:])
+
+
 class IntraScalePropagation(_AttentionModule):
     """Intra-scale Propagation: the two streams, each at its own scale.
 
@@ -165,7 +203,7 @@ class InterScaleAlignment(_AttentionModule):
         self.num_heads = num_heads
         self.attn_drop = attn_drop
         self.local_norm = nn.BatchNorm2d(channels)
-        self.local_qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.local_qkv = TokenPointwiseConv(channels, 3 * channels)
         self.global_norm = nn.LayerNorm(channels)
         self.global_qkv = nn.Linear(channels, 3 * channels)
         self.local_proj = nn.Linear(channels, channels)    # global -> local fusion
@@ -174,13 +212,8 @@ class InterScaleAlignment(_AttentionModule):
     def forward(self, local: torch.Tensor, tokens: torch.Tensor):
         """local (B, C, H, W), tokens (B, Ng, C) -> the same shapes, each informed by the other."""
         hw = local.shape[-2:]
-        # The 1x1 conv runs as a linear on the token view (same weights): q/k/v come out
-        # token-major with unit stride in the head dim. As a conv + to_tokens they had stride H*W
-        # there, and SDPA's fused CPU kernel rejects that and falls back to the explicit math path
-        # (materialised Nq x Nk attention: ~3-5x slower at 800 x 1333).
-        ql, kl, vl = split_heads(
-            F.linear(to_tokens(self.local_norm(local)), self.local_qkv.weight.flatten(1),
-                     self.local_qkv.bias), self.num_heads)
+        # token-major q/k/v: unit stride in the head dim for SDPA (see TokenPointwiseConv)
+        ql, kl, vl = split_heads(to_tokens(self.local_qkv(self.local_norm(local))), self.num_heads)
         qg, kg, vg = split_heads(self.global_qkv(self.global_norm(tokens)), self.num_heads)
         local_out = self.local_proj(merge_heads(self._attend(ql, kg, vg)))
         global_out = self.global_proj(merge_heads(self._attend(qg, kl, vl)))
@@ -199,20 +232,14 @@ class DualStreamMixer(nn.Module):
         assert channels % 2 == 0, f'a dual-stream mixer needs an even width, got {channels}'
         half = channels // 2
         assert half % num_heads == 0, f'{half} stream channels do not split into {num_heads} heads'
-        self.proj_in = nn.Conv2d(channels, channels, 1)
+        self.proj_in = StreamSplitConv(channels)   # -> (global half, local half)
         self.intra = IntraScalePropagation(half, num_heads, global_ratio, attn_drop)
         self.inter = InterScaleAlignment(half, num_heads, attn_drop)
         self.proj_out = nn.Conv2d(channels, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hw = x.shape[-2:]
-        # proj_in as two convs on the two halves of its weight (first half global, second local):
-        # each stream comes out as a dense map, not a channel slice of one. In channels-last a
-        # slice is strided, and every later op (BN, depthwise conv, resize) would copy it.
-        half = self.proj_in.out_channels // 2
-        w, b = self.proj_in.weight, self.proj_in.bias
-        glob = F.conv2d(x, w[:half], b[:half])
-        local = F.conv2d(x, w[half:], b[half:])
+        glob, local = self.proj_in(x)   # first half global, second local, each a dense map
         local, tokens, grid = self.intra(local, glob)
         local, tokens = self.inter(local, tokens)
         glob = to_map(tokens, grid)
@@ -279,7 +306,12 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x):
         H, W = x.shape[-2:]
-        pad_h, pad_w = -H % self.stride, -W % self.stride
+        # ceil(H / s) * s - H with a floor division, not the modulo -H % s: under
+        # torch.compile(dynamic=True) a modulo of a symbolic size becomes sympy's PythonMod,
+        # which AOT autograd's float-scalar pass (the interpolate scales downstream) cannot
+        # translate ("TensorReferenceAnalysis has no attribute python_mod", torch 2.13).
+        pad_h = (H + self.stride - 1) // self.stride * self.stride - H
+        pad_w = (W + self.stride - 1) // self.stride * self.stride - W
         if torch.jit.is_tracing() or pad_h or pad_w:   # traced: keep the (maybe zero) pad dynamic
             x = F.pad(x, (0, pad_w, 0, pad_h))
         return self.proj(x)
@@ -307,17 +339,19 @@ class DSNet(BaseModule):
             relative to the stage's map. The reference uses (8, 4, 2, 2): 1/32 of the image in
             stages 1-3 and 1/64 in stage 4; (8, 4, 2, 1) keeps 1/32 everywhere, as the paper
             says. Weights do not depend on it.
-        out_indices (Sequence[int] | int): stages (0-3) whose maps are returned, at strides
-            4, 8, 16, 32. ``-1`` means the last. Defaults to ``(0, 1, 2, 3)``.
+        out_indices (Sequence[int] | int): distinct stages (0-3) whose maps are returned, at
+            strides 4, 8, 16, 32. ``-1`` means the last. The maps always come in stage order
+            (the indices are sorted). Defaults to ``(0, 1, 2, 3)``.
         final_norm (bool): apply the classifier's BatchNorm (``norm``) to the stage-4 output.
             Keep it True to reuse ImageNet weights unchanged. Defaults to True.
         drop_path_rate (float): stochastic depth of the deepest block. Defaults to 0.1.
         drop_path_schedule (str): ``'linear'`` over all blocks (standard), or ``'per_stage'``,
             the reference's schedule that restarts in each stage. Defaults to ``'linear'``.
         attn_drop_rate (float): attention dropout; the reference hard-codes 0.1.
-        frozen_stages (int): -1 freezes nothing, 0 the first patch embedding, i >= 1 patch
-            embeddings and blocks of stages 1..i (4 also freezes ``norm``). Frozen parts stay in
-            eval mode. Defaults to -1.
+        frozen_stages (int): -1 freezes nothing, 0 the first patch embedding, i >= 1 also the
+            blocks of stages 1..i and the patch embedding of stage i+1 (the downsampling after a
+            frozen stage is frozen with it, as in mmdet's Swin); 4 also freezes ``norm``. Frozen
+            parts stay in eval mode. Defaults to -1.
         norm_eval (bool): keep every BatchNorm in eval mode while training (frozen statistics).
             Defaults to False.
         with_cp (bool): activation checkpointing per block (non-reentrant, DDP-safe).
@@ -377,6 +411,8 @@ class DSNet(BaseModule):
             # the backbone of a classifier checkpoint, whichever the file is.
             init_cfg = dict(type='Pretrained', checkpoint=pretrained, prefix='auto')
         super().__init__(init_cfg=init_cfg)
+        # errors about these weights must point at model.pretrained, not at init_cfg
+        self._weights_from_pretrained_arg = pretrained is not None
 
         self.arch_settings = self._parse_arch(arch)
         channels = self.arch_settings['channels']
@@ -446,17 +482,30 @@ class DSNet(BaseModule):
         return copy.deepcopy(dict(arch))
 
     def _parse_out_indices(self, out_indices):
-        if isinstance(out_indices, int):
+        """Distinct stage indices in range, returned sorted: ``forward`` yields the maps in
+        stage order (stride 4 first) whatever order they were given in, as mmdet's ResNet."""
+        allowed = (f'DSNet has {self.num_stages} stages: use distinct integers in 0..3 (strides '
+                   '4, 8, 16, 32) or -1 for the last, e.g. out_indices=(0, 1, 2, 3)')
+        if isinstance(out_indices, int) and not isinstance(out_indices, bool):
             out_indices = [out_indices]
-        if not isinstance(out_indices, Sequence):
-            raise TypeError(f'out_indices must be an int or a sequence, got {type(out_indices).__name__}')
+        if isinstance(out_indices, (str, bytes)) or not isinstance(out_indices, Sequence):
+            raise ValueError(f'out_indices must be an int or a sequence of ints, got '
+                             f'{out_indices!r} ({type(out_indices).__name__}); {allowed}')
+        if len(out_indices) == 0:
+            raise ValueError(f'out_indices is empty: the backbone would return nothing; {allowed}')
         parsed = []
         for i in out_indices:
+            if isinstance(i, bool) or not isinstance(i, numbers.Integral):
+                raise ValueError(f'out_indices entry {i!r} ({type(i).__name__}) is not an '
+                                 f'integer; {allowed}')
             if not -self.num_stages <= i < self.num_stages:
-                raise ValueError(f'out_indices entry {i} is out of range: DSNet has {self.num_stages} '
-                                 f'stages, use 0..3 (strides 4, 8, 16, 32) or -1 for the last')
-            parsed.append(i % self.num_stages)
-        return tuple(parsed)
+                raise ValueError(f'out_indices entry {i} is out of range: {allowed}')
+            parsed.append(int(i) % self.num_stages)
+        repeated = sorted({i for i in parsed if parsed.count(i) > 1})
+        if repeated:
+            raise ValueError(f'out_indices {tuple(out_indices)} names stage(s) {repeated} more '
+                             f'than once (-1 is stage 3); {allowed}')
+        return tuple(sorted(parsed))
 
     # -------------------------------------------------------------------- switches
     def set_fused_attention(self, enabled: bool = True):
@@ -464,7 +513,31 @@ class DSNet(BaseModule):
         set_fused_attention(self, enabled)
 
     # -------------------------------------------------------------------- forward
+    def _check_batch_norm_fits(self, x):
+        """BatchNorm in train mode needs more than one value per channel: a batch of one whose
+        stage map is 1 x 1 would die deep inside with BatchNorm's raw error. Say which stage and
+        what works instead."""
+        B, _, H, W = x.shape
+        if B * -(-H // self.strides[-1]) * -(-W // self.strides[-1]) > 1:
+            return   # the coarsest map has more than one value per channel: all do
+        for i, stride in enumerate(self.strides):
+            h, w = -(-H // stride), -(-W // stride)
+            if B * h * w > 1:
+                continue
+            mods = list(self.stages[i].modules())
+            if i == self.num_stages - 1 and self.final_norm and i in self.out_indices:
+                mods.append(self.norm)
+            if any(isinstance(m, _BatchNorm) and m.training for m in mods):
+                raise ValueError(
+                    f'DSNet stage {i + 1} (stride {stride}) gets a 1 x 1 map from a {H} x {W} '
+                    f'input with batch {B}: its BatchNorm layers in train mode need more than one '
+                    f'value per channel. Train with batch >= 2, or inputs larger than {stride} px '
+                    f'on at least one side (e.g. {2 * stride} x {2 * stride}), or set '
+                    'norm_eval=True (frozen BatchNorm statistics).')
+
     def forward(self, x):
+        if self.training and not torch.jit.is_tracing() and not torch.compiler.is_compiling():
+            self._check_batch_norm_fits(x)
         outs = []
         if self.channels_last:
             # Run internally in channels-last (NHWC): the token view of a map and the map view of
@@ -535,8 +608,17 @@ class DSNet(BaseModule):
             cfg = pretrained[0]
             load_checkpoint_strict(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
                                    convert=convert_dsnet_reference, hint=self._load_hint,
-                                   map_location=cfg.get('map_location', 'cpu'))
+                                   map_location=cfg.get('map_location', 'cpu'),
+                                   missing_hint=self._from_pretrained_arg_hint() or None)
         self._is_init = True
+
+    def _from_pretrained_arg_hint(self) -> str:
+        if not getattr(self, '_weights_from_pretrained_arg', False):
+            return ''
+        return ("This file is named by the config's model.pretrained (mmseg's EncoderDecoder "
+                'passes it to the backbone), often a ResNet checkpoint left over from the base '
+                'config: set model.pretrained=None and give the DS-Net weights in '
+                'model.backbone.init_cfg, or put a DS-Net checkpoint in model.pretrained.')
 
     def _load_hint(self, state_dict, missing, unexpected, mis_shaped):
         """Name the likely cause of a checkpoint that does not fit (see ``load_checkpoint_strict``)."""
@@ -544,8 +626,13 @@ class DSNet(BaseModule):
         if heads & {'neck', 'rpn_head', 'roi_head', 'bbox_head', 'decode_head', 'head', 'backbone'}:
             return ("the keys are a whole model's (neck/head/backbone); select the backbone with "
                     "init_cfg prefix='backbone.'")
-        if heads & {'layer1', 'conv1', 'layers', 'stem', 'downsample_layers'} and not heads & {'stages'}:
-            return 'this is not a DS-Net checkpoint (it looks like another backbone)'
+        # A DS-Net file (ours after conversion) has DS-Block mixers under stages.<i>.<j>.;
+        # other backbones share top-level names (Swin's stages.0.blocks.0..., ResNet's layer1).
+        if not any(_DS_BLOCK_KEY_RE.match(k) for k in state_dict):
+            return (f'this is not a DS-Net checkpoint: its keys look like another backbone\'s '
+                    f'({_examples(state_dict)}). Use DS-Net weights (converted with '
+                    f'tools/model_converters/dsnet_to_mmpretrain.py). '
+                    f'{self._from_pretrained_arg_hint()}').strip()
         try:
             ckpt_arch = detect_arch(state_dict)
         except ValueError:
@@ -578,6 +665,7 @@ class DSNet(BaseModule):
 # --------------------------------------------------------------------------------------------
 
 _REF_BLOCK_RE = re.compile(r'^blocks([1-4])\.(\d+)\.(.+)$')
+_DS_BLOCK_KEY_RE = re.compile(r'^stages\.\d\.\d+\.(mixer|pos_embed|ffn)\.')
 _REF_TO_OURS = OrderedDict([
     ('pos_embed.', 'pos_embed.'),
     ('norm1.', 'norm1.'),

@@ -21,6 +21,8 @@ from mmengine.model.weight_init import trunc_normal_
 
 from ..backbones.dsnet import DualStreamMixer, set_fused_attention
 
+STRIDES_OF_4 = (4, 8, 16, 32)   # a 4-level backbone pyramid (ResNet, Swin, PVT, DSNet)
+
 
 class DualStreamContext(nn.Module):
     """``x + DualStreamMixer(norm(x))``: one dual-stream block of the neck (no FFN)."""
@@ -51,9 +53,10 @@ class DSFPN(BaseModule):
         conv_cfg, norm_cfg, act_cfg (dict): of the lateral and output convs, as mmdet's FPN.
         upsample_cfg (dict): top-down interpolation. Defaults to ``dict(mode='nearest')``.
         in_strides (Sequence[int], optional): stride of each level of ``in_channels`` (one per
-            input level). None (default) assumes the last input is at stride 32 and each level
-            halves it: (4, 8, 16, 32) for four inputs, (8, 16, 32) for three (e.g. a backbone with
-            ``out_indices=(1, 2, 3)``). Give it when the inputs end at another stride.
+            input level); the global stream of a level is downsampled by
+            ``global_stride / stride``. None (default) is (4, 8, 16, 32) for four inputs; with
+            any other number of inputs the strides are ambiguous and must be given, e.g.
+            (8, 16, 32) for a backbone with ``out_indices=(1, 2, 3)``.
         global_stride (int): the global stream runs at 1/global_stride of the image.
             Defaults to 32.
         num_heads (int): attention heads of each stream (head dim = out_channels / 2 / heads).
@@ -97,7 +100,19 @@ class DSFPN(BaseModule):
                              f'num_heads={num_heads}: the dual-stream blocks split the channels '
                              'into a local and a global half')
         if in_strides is None:
-            in_strides = [32 // 2**(self.num_ins - 1 - i) for i in range(self.num_ins)]
+            # Only a full 4-level pyramid says its strides (4, 8, 16, 32, as every mmdet
+            # backbone's); 3 levels are (8, 16, 32) from out_indices=(1, 2, 3) or (4, 8, 16) from
+            # (0, 1, 2), and a wrong guess runs the global stream at the wrong scale.
+            if self.num_ins != 4:
+                n = self.num_ins
+                example = (f': in_strides={STRIDES_OF_4[-n:]} for a backbone with '
+                           f'out_indices={tuple(range(4 - n, 4))}, {STRIDES_OF_4[:n]} for '
+                           f'out_indices={tuple(range(n))}') if n < 4 else ''
+                raise ValueError(
+                    f'DSFPN cannot tell the strides of {n} input levels (only 4 levels default '
+                    f'to strides {STRIDES_OF_4}): give in_strides, one stride per entry of '
+                    f'in_channels={self.in_channels}{example}')
+            in_strides = list(STRIDES_OF_4)
         in_strides = [int(s) for s in in_strides]
         if len(in_strides) != self.num_ins or any(s < 1 for s in in_strides):
             raise ValueError(f'in_strides {tuple(in_strides)} must give one positive stride for '
@@ -178,6 +193,12 @@ class DSFPN(BaseModule):
         if len(inputs) != len(self.in_channels):
             raise ValueError(f'DSFPN got {len(inputs)} input levels, in_channels has '
                              f'{len(self.in_channels)}')
+        widths = [x.shape[1] for x in inputs]
+        if widths != self.in_channels:
+            raise ValueError(f'DSFPN was built for input widths in_channels={self.in_channels} '
+                             f'but received maps of widths {widths}: set the neck\'s '
+                             'in_channels to the backbone\'s output channels (DSNet: '
+                             '[64, 128, 320, 512] for out_indices=(0, 1, 2, 3))')
         laterals = [conv(inputs[i + self.start_level]) for i, conv in enumerate(self.lateral_convs)]
         used = len(laterals)
         # top-down: each level gets the coarser (already context-enhanced) level, then its own

@@ -1,0 +1,73 @@
+"""Importing dsnet_mm changes no other library's code: mmengine's checkpoint loaders and its
+distributed init stay mmengine's. What the configs ask for (``AtomicCheckpointHook``,
+``dsnet_mm.engine.cpu_distributed``) happens only where they ask, and says so once."""
+import subprocess
+import sys
+
+import torch
+
+from main_job_helpers import subprocess_env
+
+CHECK = '''
+import mmengine.dist.utils as dist_utils
+from mmengine.runner.checkpoint import CheckpointLoader
+schemes = dict(CheckpointLoader._schemes)
+init_dist_pytorch = dist_utils._init_dist_pytorch
+import dsnet_mm, dsnet_mm.engine  # what every dsnet_mm config imports
+assert dict(CheckpointLoader._schemes) == schemes, 'a checkpoint loader was replaced'
+assert dist_utils._init_dist_pytorch is init_dist_pytorch, "mmengine's dist init was replaced"
+import torch.distributed
+assert not torch.distributed.is_initialized()
+print('untouched')
+'''
+
+
+def test_import_replaces_nothing_in_mmengine():
+    p = subprocess.run([sys.executable, '-c', CHECK], capture_output=True, text=True,
+                       env=subprocess_env(), timeout=300)
+    assert p.returncode == 0 and 'untouched' in p.stdout, p.stdout + p.stderr[-3000:]
+
+
+def test_loading_a_checkpoint_logs_only_what_is_true(tmp_path):
+    """mmengine's own loader reads local files: no 'Loads checkpoint by l_clearly backend'."""
+    path = tmp_path / 'w.pth'
+    torch.save({'state_dict': torch.nn.Linear(2, 2).state_dict()}, path)
+    code = f'''
+import logging, dsnet_mm, torch
+from mmengine.logging import MMLogger
+from mmengine.runner.checkpoint import load_checkpoint
+logger = MMLogger.get_instance('manners', log_level='DEBUG')
+load_checkpoint(torch.nn.Linear(2, 2), {str(path)!r}, logger=logger)
+'''
+    p = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                       env=subprocess_env(), timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = p.stdout + p.stderr
+    assert 'clearly' not in out
+    assert 'Loads checkpoint by local backend' in out
+
+
+def test_cpu_process_group_only_when_asked_and_launched(tmp_path):
+    """dsnet_mm.engine.cpu_distributed initialises gloo in a torchrun-like process without CUDA
+    (and logs it once); in a plain process it does nothing."""
+    code = '''
+import torch.distributed as dist
+import dsnet_mm.engine.cpu_distributed
+print('initialised', dist.is_initialized(), dist.get_world_size() if dist.is_initialized() else 0)
+'''
+    plain = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                           env=subprocess_env(), timeout=300)
+    assert 'initialised False' in plain.stdout, plain.stderr[-3000:]
+    if torch.cuda.is_available():
+        return   # with CUDA the module leaves everything to mmengine
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    env = dict(subprocess_env(), RANK='0', WORLD_SIZE='1', LOCAL_RANK='0',
+               MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    launched = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                              env=env, timeout=300)
+    out = launched.stdout + launched.stderr
+    assert 'initialised True 1' in launched.stdout, out[-3000:]
+    assert out.count('gloo process group (rank 0 of 1) was initialised') == 1, out[-3000:]
