@@ -12,14 +12,17 @@
 #
 # Environment: QUICKSTART_RETRAIN=1 trains again from scratch; QUICKSTART_MIN_BOX_AP (default 0.5, the target)
 # is the box mAP below which the run counts as failed (exit 1): training did not learn.
+# STACK=onedl runs it on the OneDL stack (.venv-onedl); see tools/stack.sh.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$ROOT/tools/stack.sh"          # STACK, VENV
 bash "$ROOT/tools/setup_env.sh"
 
 cd "$ROOT"
-VENV="${VENV:-$ROOT/.venv}"
 PY="$VENV/bin/python"
 MIM="$VENV/bin/mim"
+MIM_MMDET="$("$PY" tools/check_env.py --mim-name mmdet)"   # `mmdet` upstream, `mmdetection` on OneDL
+DEVICE="$("$PY" -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")"
 CONFIG=configs/embedded/mask_rcnn_dsnet_t_fpn_shapes.py
 WORK_DIR=work_dirs/mask_rcnn_dsnet_t_fpn_shapes
 MIN_BOX_AP="${QUICKSTART_MIN_BOX_AP:-0.5}"
@@ -55,10 +58,10 @@ else
     RESUME=(--resume)
     log "step 2/3: resuming the interrupted run from $(cat "$WORK_DIR/last_checkpoint")"
   else
-    log "step 2/3: training Mask R-CNN + DS-Net-T from scratch, $MAX_EPOCHS epochs on CPU" \
-        "(~15 min on 2 idle cores; progress every 10 iterations)"
+    log "step 2/3: training Mask R-CNN + DS-Net-T from scratch, $MAX_EPOCHS epochs on $DEVICE" \
+        "(~15 min on 2 idle CPU cores; progress every 10 iterations)"
   fi
-  "$MIM" train mmdet "$CONFIG" --work-dir "$WORK_DIR" "${RESUME[@]}" 2>&1 \
+  "$MIM" train "$MIM_MMDET" "$CONFIG" --work-dir "$WORK_DIR" "${RESUME[@]}" 2>&1 \
     | grep --line-buffered -E "Epoch\(|Saving checkpoint|resumed epoch|coco/|Error|Traceback|^  File|Exception|Killed|bbox_mAP|segm_mAP" \
     || true
   if [[ ! -f "$FINAL" ]]; then
