@@ -239,7 +239,7 @@ def test_mim_spelling_resolves_and_is_documented(repo_root, venv_python, stack):
 # ------------------------------------------------------- the torch build for an NVIDIA driver
 def _fake_driver(tmp_path, cuda):
     """PATH with an `nvidia-smi` that reports a driver for CUDA ``cuda`` (none when None)."""
-    bindir = tmp_path / 'bin'
+    bindir = tmp_path / f'bin-{cuda}'
     bindir.mkdir(exist_ok=True)
     if cuda:
         smi = bindir / 'nvidia-smi'

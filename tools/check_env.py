@@ -25,7 +25,7 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 # What differs between the stacks besides the versions: the distribution that ships each import
 # name, the venv tools/setup_env.sh makes, and the name `mim train` accepts for each codebase
-# (onedl-mim 0.5.1 cannot resolve `mmdet`: it matches both onedl-mmdetection and mmdet3d).
+# (onedl-mim cannot resolve `mmdet`: it matches both onedl-mmdetection and mmdet3d).
 STACKS = {
     'upstream': dict(
         setup='bash tools/setup_env.sh',
