@@ -81,7 +81,8 @@ def fix_config_scopes():
     not installed" (``mmdet::`` and ``mmpretrain::`` work: their table entry is the import name,
     which mmengine also finds as a module). Only entries that resolve neither way while
     ``onedl-<name>`` is installed change; upstream nothing does. The table is mmengine's own dict,
-    so its registry and inferencer messages name the right package too. Idempotent; logged once.
+    so its registry and inferencer messages name the right package too. Idempotent; logged at
+    DEBUG level (scripts read values from configs on stdout); ``tools/check_env.py`` shows it.
 
     Returns:
         dict: ``{scope: (old package, new package)}`` changed by this call.
@@ -100,5 +101,5 @@ def fix_config_scopes():
         from mmengine.logging import print_log
         print_log('dsnet_mm: config scopes ' + ', '.join(
             f'{s}:: -> {new} (mmengine names {old})' for s, (old, new) in changed.items()),
-            logger='current', level=logging.INFO)
+            logger='current', level=logging.DEBUG)
     return changed

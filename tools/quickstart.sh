@@ -43,7 +43,7 @@ log "$(getconf _NPROCESSORS_ONLN) cores, load $(cut -d' ' -f1 /proc/loadavg), OM
 log "step 1/3: embedded dataset (data/shapes)"
 "$PY" tools/dataset_converters/make_shapes_coco.py --out data/shapes
 
-MAX_EPOCHS=$("$PY" -c "from mmengine.config import Config; print(Config.fromfile('$CONFIG').train_cfg.max_epochs)" 2>/dev/null)
+MAX_EPOCHS=$("$PY" -c "from mmengine.config import Config; print(Config.fromfile('$CONFIG').train_cfg.max_epochs)" 2>/dev/null | tail -n1)
 FINAL="$WORK_DIR/epoch_${MAX_EPOCHS}.pth"
 if [[ "${QUICKSTART_RETRAIN:-0}" == 1 ]]; then
   log "QUICKSTART_RETRAIN=1: removing $WORK_DIR"
