@@ -57,7 +57,7 @@ PIP=("$VPY" -m pip --disable-pip-version-check)
 # The two stacks share import names (mmcv, mmengine, mmdet, ...): never mix them in one environment.
 HAVE_STACK="$("$VPY" "$ROOT/tools/check_env.py" --stack 2>/dev/null || true)"
 if [[ -n "$HAVE_STACK" && "$HAVE_STACK" != none && "$HAVE_STACK" != "$STACK" ]]; then
-  die "$VENV holds the $HAVE_STACK stack, not $STACK: the two cannot share an environment. Use another VENV (STACK=$STACK alone picks $(basename "$VENV") only when VENV is unset)."
+  die "$VENV holds the $HAVE_STACK stack, not $STACK: the two cannot share an environment (same import names). Use another VENV, or leave VENV unset: STACK=$STACK then uses its own (tools/stack.sh)."
 fi
 
 # ---------------------------------------------------------------- which torch build (GPU or not)
