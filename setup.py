@@ -1,8 +1,11 @@
 """dsnet_mm: DS-Net (Dual-stream Network, NeurIPS 2021) for OpenMMLab.
 
-The heavy, version-sensitive dependencies (torch, torchvision, mmcv with ops) are installed by
-``tools/setup_env.sh`` in the order they need; ``install_requires`` only names what pip can resolve
-safely on its own.
+The OpenMMLab stack is installed by ``tools/setup_env.sh`` (``STACK=upstream`` or ``onedl``; pins in
+``requirements/stacks/``), torch and mmcv with ops first. ``install_requires`` names no part of it:
+upstream and OneDL ship the same import names under different distribution names (``mmengine`` vs
+``onedl-mmengine``), so naming either would pull it into an environment of the other stack beside
+the one there. ``import dsnet_mm`` says what is missing instead. The extras name each stack's
+packages (unpinned; the pins are in ``requirements/stacks/``).
 """
 import os.path as osp
 
@@ -30,11 +33,12 @@ setup(
     license='Apache-2.0',
     packages=find_packages(include=['dsnet_mm', 'dsnet_mm.*']),
     python_requires='>=3.8',
-    install_requires=['mmengine>=0.10.0', 'numpy'],
+    install_requires=['numpy'],
     extras_require={
-        'mmdet': ['mmdet>=3.0.0', 'pycocotools'],
-        'mmseg': ['mmsegmentation>=1.0.0', 'ftfy', 'regex'],
-        'mmpretrain': ['mmpretrain>=1.0.0'],
+        'upstream': ['mmengine', 'mmdet', 'mmsegmentation', 'mmpretrain', 'pycocotools', 'ftfy',
+                     'regex'],
+        'onedl': ['onedl-mmengine', 'onedl-mmdetection', 'onedl-mmsegmentation', 'onedl-mmpretrain',
+                  'pycocotools', 'ftfy', 'regex'],
         'tests': ['pytest', 'onnx', 'onnxruntime'],
     },
     zip_safe=False,

@@ -19,6 +19,16 @@ def venv_python():
     return sys.executable
 
 
+@pytest.fixture(scope='session')
+def stack():
+    """The OpenMMLab stack under test ('upstream' or 'onedl'), as tools/check_env.py tells it."""
+    import subprocess
+    out = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'check_env.py'), '--stack'],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() in ('upstream', 'onedl'), out.stdout + out.stderr
+    return out.stdout.strip()
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     import torch

@@ -1,12 +1,16 @@
 """The environment set-up and its check (issue: a fresh machine to a green test run)."""
+import json
 import os
 import os.path as osp
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
 
 import pytest
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def _run(cmd, cwd, env=None, timeout=600):
@@ -31,12 +35,21 @@ def test_check_env_passes(repo_root, venv_python):
         assert re.search(rf'ok\s+{re.escape(part)}\s', out.stdout), f'{part} not reported ok'
 
 
-def test_check_env_names_a_broken_import(repo_root, venv_python, tmp_path):
+def _pin(repo_root, stack, dist):
+    """The requirement line of ``dist`` in the stack's pins file."""
+    for line in open(osp.join(repo_root, 'requirements', 'stacks', f'{stack}.txt')):
+        if re.match(rf'{re.escape(dist)}[=<>!~]', line):
+            return line.split('#')[0].strip()
+    raise AssertionError(f'{dist} is not pinned for {stack}')
+
+
+def test_check_env_names_a_broken_import(repo_root, venv_python, tmp_path, stack):
     env = _broken(tmp_path, 'mmseg', 'ImportError("simulated: mmseg is broken")')
     out = _run([venv_python, 'tools/check_env.py'], repo_root, env=env)
     assert out.returncode == 1
     assert re.search(r'FAIL\s+mmseg\.models\s+ImportError: simulated: mmseg is broken', out.stdout)
-    assert 'fix: pip install mmsegmentation==1.2.2' in out.stdout
+    mmseg_dist = {'upstream': 'mmsegmentation', 'onedl': 'onedl-mmsegmentation'}[stack]
+    assert f'fix: pip install "{_pin(repo_root, stack, mmseg_dist)}" ftfy regex' in out.stdout
     assert 'BROKEN: mmseg.models' in out.stderr
     # the others are still checked and pass
     assert re.search(r'ok\s+mmdet\.models', out.stdout)
@@ -108,13 +121,16 @@ def test_readme_quickstart_is_what_ci_runs(repo_root):
     assert 'set -euo pipefail' in ci
 
 
-@pytest.mark.skipif(not osp.isfile(osp.join(osp.dirname(sys.executable), '..',
-                                            '.dsnet_mm_setup_stamp')),
-                    reason='not running inside a venv made by tools/setup_env.sh')
-def test_setup_is_idempotent_and_fast(repo_root):
+_VENV = osp.realpath(osp.join(osp.dirname(sys.executable), '..'))
+
+
+@pytest.mark.skipif(not osp.isfile(osp.join(_VENV, '.dsnet_mm_setup_stamp'))
+                    or not _VENV.startswith(osp.realpath(ROOT) + os.sep),
+                    reason="not running inside this checkout's venv made by tools/setup_env.sh "
+                           '(the test runs the set-up on it again)')
+def test_setup_is_idempotent_and_fast(repo_root, stack):
     import time
-    venv = osp.abspath(osp.join(osp.dirname(sys.executable), '..'))
-    env = dict(os.environ, VENV=venv)
+    env = dict(os.environ, VENV=_VENV, STACK=stack)
     start = time.time()
     out = _run(['bash', 'tools/setup_env.sh'], repo_root, env=env)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -122,3 +138,176 @@ def test_setup_is_idempotent_and_fast(repo_root):
     assert 'all checks passed' in out.stdout
     assert '[1/5]' not in out.stdout   # nothing was installed again
     assert time.time() - start < 120
+
+
+# ---------------------------------------------------------------------------- the two stacks
+def _stacks(repo_root):
+    """tools/check_env.py's table of what differs between the stacks."""
+    code = 'import check_env, json; print(json.dumps(check_env.STACKS))'
+    out = _run([sys.executable, '-c', code], osp.join(repo_root, 'tools'))
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_pins_live_in_one_place(repo_root):
+    """Every stack package is pinned exactly in requirements/stacks/<stack>.txt, and no script or
+    other requirements file writes a version of its own."""
+    for name, spec in _stacks(repo_root).items():
+        for dist in ['torch', 'torchvision', *spec['dists'].values()]:
+            assert re.fullmatch(rf'{re.escape(dist)}===?\d+(\.\d+)+', _pin(repo_root, name, dist))
+    for rel in ('tools/setup_env.sh', 'tools/check_env.py', 'tools/quickstart.sh', 'tools/stack.sh',
+                'setup.py', 'requirements/runtime.txt', 'requirements/tests.txt',
+                'requirements/mim.txt'):
+        text = open(osp.join(repo_root, rel)).read()
+        assert not re.search(r'\d+\.\d+\.\d+', text), f'{rel} writes a version: use the pins file'
+
+
+def test_check_env_checks_the_pins_of_the_installed_stack(repo_root, venv_python, tmp_path, stack):
+    # a copy of the tools and pins in which the installed stack pins another mmengine
+    mmengine = _stacks(repo_root)[stack]['dists']['mmengine']
+    (tmp_path / 'tools').mkdir()
+    for rel in ('tools/check_env.py', 'tools/torch_cuda.py'):
+        shutil.copy(osp.join(repo_root, rel), tmp_path / rel)
+    shutil.copytree(osp.join(repo_root, 'requirements'), tmp_path / 'requirements')
+    pins = tmp_path / 'requirements' / 'stacks' / f'{stack}.txt'
+    pins.write_text(pins.read_text().replace(_pin(repo_root, stack, mmengine), f'{mmengine}==0.0.1'))
+    out = _run([venv_python, str(tmp_path / 'tools' / 'check_env.py')], repo_root)
+    assert out.returncode == 1
+    assert re.search(rf'ok\s+stack\s+{stack} \(requirements/stacks/{stack}.txt\)', out.stdout)
+    assert re.search(rf'FAIL\s+mmengine\s+AssertionError: {mmengine} \S+ is installed, the {stack} '
+                     rf'stack pins {mmengine}==0.0.1', out.stdout), out.stdout
+    assert f'fix: pip install "{mmengine}==0.0.1"' in out.stdout
+    assert 'BROKEN: mmengine' in out.stderr
+
+
+def test_check_env_expect_names_the_other_stack(repo_root, venv_python, stack):
+    other = {'upstream': 'onedl', 'onedl': 'upstream'}[stack]
+    out = _run([venv_python, 'tools/check_env.py', '--expect', other], repo_root)
+    assert out.returncode == 1
+    assert f'the {stack} stack is installed, expected {other}' in out.stdout
+    assert 'BROKEN: stack' in out.stderr
+
+
+@pytest.mark.parametrize('editable', [True, False], ids=['editable', 'non-editable'])
+def test_plugin_installs_without_touching_the_stack(repo_root, venv_python, tmp_path, editable):
+    """pip, offline, resolving dsnet_mm's requirements against this ready environment: nothing but
+    dsnet_mm itself would be installed (setup.py names no distribution that differs by stack)."""
+    report = tmp_path / 'report.json'
+    cmd = [venv_python, '-m', 'pip', 'install', '--dry-run', '--no-index', '--no-build-isolation',
+           '--report', str(report), *(['-e'] if editable else []), repo_root]
+    out = _run(cmd, tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    installs = json.loads(report.read_text())['install']
+    assert [(i['metadata']['name'], i['download_info'].get('dir_info', {}).get('editable', False))
+            for i in installs] == [('dsnet_mm', editable)]
+
+
+def test_mmseg_configs_load_in_a_fresh_process(repo_root, venv_python, stack):
+    """As `mim train mmseg CONFIG` reads them: no dsnet_mm imported beforehand. On OneDL their
+    `mmseg::` bases resolve through dsnet_mm's scope fix (configs/ade20k/_base_/dsnet_mmseg.py)."""
+    code = textwrap.dedent('''
+        import glob, sys
+        from mmengine.config import Config
+        assert 'dsnet_mm' not in sys.modules
+        for path in sorted(glob.glob('configs/ade20k/*.py')):
+            cfg = Config.fromfile(path)
+            print(path, cfg.default_scope, cfg.model.type, cfg.model.backbone.type,
+                  cfg.model.decode_head.type, cfg.train_dataloader.dataset.type)
+        from mmengine.config.utils import MODULE2PACKAGE
+        print('mmseg:: ->', MODULE2PACKAGE['mmseg'])
+    ''')
+    out = _run([venv_python, '-c', code], repo_root)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = [line for line in out.stdout.splitlines() if line.startswith('configs/ade20k/')]
+    assert len(lines) == 3, out.stdout
+    for line in lines:
+        assert line.split()[1:] in (['mmseg', 'EncoderDecoder', 'DSNet', 'FPNHead', 'ADE20KDataset'],
+                                    ['mmseg', 'EncoderDecoder', 'DSNet', 'UPerHead', 'ADE20KDataset'])
+    want = {'onedl': 'onedl-mmsegmentation', 'upstream': 'mmsegmentation'}[stack]
+    assert f'mmseg:: -> {want}\n' in out.stdout
+
+
+def test_mim_spelling_resolves_and_is_documented(repo_root, venv_python, stack):
+    name = _run([venv_python, 'tools/check_env.py', '--mim-name', 'mmdet'], repo_root).stdout.strip()
+    code = f'from mim.utils import module_full_name; print(module_full_name({name!r}))'
+    out = _run([venv_python, '-W', 'ignore', '-c', code], repo_root)
+    assert out.returncode == 0 and out.stdout.strip(), out.stdout + out.stderr
+    readme = open(osp.join(repo_root, 'README.md')).read()
+    assert f'mim train {name} ' in readme
+
+
+# ------------------------------------------------------- the torch build for an NVIDIA driver
+def _fake_driver(tmp_path, cuda):
+    """PATH with an `nvidia-smi` that reports a driver for CUDA ``cuda`` (none when None)."""
+    bindir = tmp_path / f'bin-{cuda}'
+    bindir.mkdir(exist_ok=True)
+    if cuda:
+        smi = bindir / 'nvidia-smi'
+        smi.write_text(textwrap.dedent(f'''\
+            #!/bin/sh
+            echo "+---------------------------------------------------------------------------+"
+            echo "| NVIDIA-SMI 535.104.05   Driver Version: 535.104.05   CUDA Version: {cuda}   |"
+            echo "+---------------------------------------------------------------------------+"
+        '''))
+        smi.chmod(0o755)
+    path = os.pathsep.join([str(bindir), osp.dirname(sys.executable)])
+    return dict(os.environ, PATH=path)
+
+
+@pytest.mark.parametrize('driver,spec,index', [
+    (None, 'torch===', ''),                               # no driver: the package index build
+    ('13.1', 'torch===', ''),                             # the index build (CUDA 13.0) runs
+    ('12.2', 'torch=={v}+cu126', 'https://download.pytorch.org/whl/cu126'),
+    ('12.9', 'torch=={v}+cu128', 'https://download.pytorch.org/whl/cu128'),
+])
+def test_torch_build_for_the_driver(repo_root, tmp_path, stack, driver, spec, index):
+    torch_v = _pin(repo_root, stack, 'torch').split('=')[-1]
+    tv_v = _pin(repo_root, stack, 'torchvision').split('=')[-1]
+    out = _run([sys.executable, 'tools/torch_cuda.py', 'plan', torch_v, tv_v], repo_root,
+               env=_fake_driver(tmp_path, driver))
+    assert out.returncode == 0, out.stderr
+    plan = dict(line.split('=', 1) for line in out.stdout.splitlines())
+    assert plan['DRIVER_CUDA'] == (driver or '')
+    assert plan['TORCH_SPEC'].strip('"').startswith(spec.format(v=torch_v))
+    assert plan['TORCH_INDEX'] == index
+
+
+def test_torch_build_for_a_too_old_driver(repo_root, tmp_path):
+    out = _run([sys.executable, 'tools/torch_cuda.py', 'plan', '2.13.0', '0.28.0'], repo_root,
+               env=_fake_driver(tmp_path, '11.8'))
+    # setup_env.sh evals the output: an error message and `exit 3`
+    res = _run(['bash', '-c', out.stdout], repo_root)
+    assert res.returncode == 3
+    assert 'the NVIDIA driver supports CUDA 11.8, older than every CUDA build of torch 2.13.0' in res.stderr
+    assert 'CPU_ONLY=1' in res.stderr
+
+
+@pytest.mark.skipif(__import__('torch').cuda.is_available(),
+                    reason='a GPU is usable here: a fake driver cannot stand for an unusable one')
+def test_setup_stops_when_torch_cannot_use_the_driver(repo_root, venv_python, tmp_path, stack):
+    """A driver for CUDA 12.2 against this machine's reality (torch cannot reach a GPU): the
+    set-up's check stops with exit 3, naming both CUDA versions and the pip command to fix it;
+    tools/check_env.py fails on the same grounds."""
+    import torch
+    torch_v = _pin(repo_root, stack, 'torch').split('=')[-1]
+    tv_v = _pin(repo_root, stack, 'torchvision').split('=')[-1]
+    env = _fake_driver(tmp_path, '12.2')
+    out = _run([venv_python, 'tools/torch_cuda.py', 'verify'], repo_root, env=env)
+    assert out.returncode == 3, out.stdout + out.stderr
+    built = f'built for CUDA {torch.version.cuda}' if torch.version.cuda else 'a CPU-only build'
+    assert (f'an NVIDIA driver is installed (nvidia-smi: CUDA 12.2) but torch {torch.__version__} '
+            f'({built}) cannot use it') in out.stderr
+    assert (f'{venv_python} -m pip install "torch=={torch_v}+cu126" "torchvision=={tv_v}+cu126" '
+            '--index-url https://download.pytorch.org/whl/cu126') in out.stderr
+    assert 'CPU_ONLY=1 bash tools/setup_env.sh' in out.stderr
+
+    out = _run([venv_python, 'tools/check_env.py'], repo_root, env=env)
+    assert out.returncode == 1
+    assert re.search(r'FAIL\s+device\s+AssertionError: an NVIDIA driver is installed '
+                     r'\(nvidia-smi: CUDA 12\.2\)', out.stdout), out.stdout
+    assert re.search(r'ok\s+mmcv CUDA ops\s+not run: no GPU visible', out.stdout)
+    assert 'BROKEN: device' in out.stderr
+
+    # and without a driver the same torch is fine: training runs on the CPU
+    out = _run([venv_python, 'tools/torch_cuda.py', 'verify'], repo_root, env=_fake_driver(tmp_path, None))
+    assert out.returncode == 0 and 'trains on the CPU' in out.stdout

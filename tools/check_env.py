@@ -1,27 +1,128 @@
-"""Prove that the pinned OpenMMLab stack works, part by part.
+"""Prove that the installed OpenMMLab stack (upstream or OneDL) works, part by part.
 
-    python tools/check_env.py
+    python tools/check_env.py                 # check the stack this python has
+    python tools/check_env.py --expect onedl  # ... and fail unless it is the OneDL stack
+    python tools/check_env.py --stack         # print which stack is installed (upstream/onedl/none/mixed)
+    python tools/check_env.py --mim-name mmdet   # how `mim train` spells a codebase on this stack
 
-Each check imports a part *and runs it on a tensor*; a failure names the part, the error and the
-fix, and the script exits 1. Used at the end of ``tools/setup_env.sh`` and by the tests.
+The stack is recognised by its mmengine distribution; its versions are checked against its pins in
+``requirements/stacks/<stack>.txt`` (the only place they are written). Each check imports a part
+*and runs it on a tensor* (on the GPU too when one is visible); a failure names the part, the error
+and the fix, and the script exits 1. Used at the end of ``tools/setup_env.sh`` and by the tests.
 """
-import os
+import argparse
+import importlib.metadata as md
+import os.path as osp
+import re
 import shutil
 import subprocess
 import sys
 import traceback
 
-REINSTALL = 'FORCE_REINSTALL=1 bash tools/setup_env.sh'
+import torch_cuda  # tools/torch_cuda.py (this script's folder is on sys.path)
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+# What differs between the stacks besides the versions: the distribution that ships each import
+# name, the venv tools/setup_env.sh makes, and the name `mim train` accepts for each codebase
+# (onedl-mim cannot resolve `mmdet`: it matches both onedl-mmdetection and mmdet3d).
+STACKS = {
+    'upstream': dict(
+        setup='bash tools/setup_env.sh',
+        dists=dict(mmcv='mmcv', mmengine='mmengine', mmdet='mmdet', mmseg='mmsegmentation',
+                   mmpretrain='mmpretrain', mim='openmim'),
+        mim_names=dict(mmdet='mmdet', mmseg='mmseg', mmpretrain='mmpretrain')),
+    'onedl': dict(
+        setup='STACK=onedl bash tools/setup_env.sh',
+        dists=dict(mmcv='onedl-mmcv', mmengine='onedl-mmengine', mmdet='onedl-mmdetection',
+                   mmseg='onedl-mmsegmentation', mmpretrain='onedl-mmpretrain', mim='onedl-mim'),
+        mim_names=dict(mmdet='mmdetection', mmseg='mmseg', mmpretrain='mmpretrain')),
+}
+
+
+def pins_path(stack):
+    return osp.join(ROOT, 'requirements', 'stacks', f'{stack}.txt')
+
+
+def read_pins(stack):
+    """``{distribution: requirement line}`` from the stack's pins file."""
+    pins = {}
+    with open(pins_path(stack)) as f:
+        for line in f:
+            line = line.split('#')[0].strip()
+            m = re.match(r'([A-Za-z0-9_.-]+)\s*([=<>!~].*)', line)
+            if m:
+                pins[m.group(1).lower()] = m.group(1) + m.group(2).replace(' ', '')
+    return pins
+
+
+def _installed(dist):
+    try:
+        return md.version(dist)
+    except md.PackageNotFoundError:
+        return None
+
+
+def installed_stack():
+    """'upstream', 'onedl', 'none', or 'mixed' (both mmengines: they share the import name)."""
+    have = [name for name, s in STACKS.items() if _installed(s['dists']['mmengine'])]
+    return have[0] if len(have) == 1 else ('mixed' if have else 'none')
+
+
+STACK = installed_stack()
+PINS = read_pins(STACK) if STACK in STACKS else {}
+SETUP = STACKS.get(STACK, STACKS['upstream'])['setup']
+REINSTALL = f'FORCE_REINSTALL=1 {SETUP}'
+
+
+def dist(module):
+    return STACKS[STACK]['dists'][module]
+
+
+def pin(name):
+    """The pinned requirement of a distribution (by name) or of an import name's distribution."""
+    name = STACKS[STACK]['dists'].get(name, name) if STACK in STACKS else name
+    return PINS.get(name.lower(), name)
+
+
+def check_pin(name):
+    """The installed version of a pinned distribution, or an AssertionError naming the pin."""
+    from packaging.requirements import Requirement
+    req = Requirement(pin(name))
+    have = _installed(req.name)
+    assert have, f'{req.name} is not installed ({osp.relpath(pins_path(STACK), ROOT)}: {req})'
+    assert req.specifier.contains(have, prereleases=True), (
+        f'{req.name} {have} is installed, the {STACK} stack pins {req} '
+        f'({osp.relpath(pins_path(STACK), ROOT)})')
+    return have
+
+
+def check_stack():
+    assert STACK in STACKS, (
+        'both mmengine and onedl-mmengine are installed: the stacks share import names and cannot '
+        'share an environment' if STACK == 'mixed' else 'no mmengine / onedl-mmengine is installed')
+    return f'{STACK} ({osp.relpath(pins_path(STACK), ROOT)})'
 
 
 def check_torch():
     import torch
-    assert torch.__version__.split('+')[0] == '2.13.0', (
-        f'torch {torch.__version__} is installed, the stack is pinned to 2.13.0')
+    want = re.sub(r'^[\w.-]+[=<>!~]+', '', pin('torch'))
+    assert torch.__version__.split('+')[0] == want, (
+        f'torch {torch.__version__} is installed, the stack is pinned to {want}')
     assert '+cpu' not in torch.__version__, (
         'a local torch "+cpu" build is installed; torchvision only works with the index build '
-        '(pip install "torch===2.13.0")')
+        f'(pip install "{pin("torch")}")')
     return torch.__version__
+
+
+def check_device():
+    """Where training runs; fails when an NVIDIA driver is there but torch cannot use it."""
+    import torch
+    problem = torch_cuda.gpu_problem()
+    assert problem is None, problem
+    if torch.cuda.is_available():
+        return f'cuda ({torch.cuda.get_device_name(0)}, torch CUDA {torch.version.cuda})'
+    return 'cpu (no NVIDIA driver)'
 
 
 def check_torchvision():
@@ -33,105 +134,172 @@ def check_torchvision():
     return torchvision.__version__
 
 
-def check_mmcv():
-    import mmcv
+def _run_mmcv_ops(device):
     import torch
-    assert mmcv.__version__ == '2.1.0', f'mmcv {mmcv.__version__} is installed, need 2.1.0'
     from mmcv.ops import RoIAlign, nms  # needs the compiled mmcv._ext
-    feat = torch.arange(16.).view(1, 1, 4, 4)
-    rois = torch.tensor([[0., 0., 0., 3., 3.]])
+    feat = torch.arange(16., device=device).view(1, 1, 4, 4)
+    rois = torch.tensor([[0., 0., 0., 3., 3.]], device=device)
     out = RoIAlign((2, 2), spatial_scale=1., sampling_ratio=1, aligned=False)(feat, rois)
     assert out.shape == (1, 1, 2, 2) and torch.isfinite(out).all()
-    _, keep = nms(torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.]]), torch.tensor([.9, .8]), .5)
+    boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.]], device=device)
+    _, keep = nms(boxes, torch.tensor([.9, .8], device=device), .5)
     assert keep.tolist() == [0]
-    return mmcv.__version__
+
+
+def check_mmcv():
+    import mmcv
+    version = check_pin('mmcv')
+    assert mmcv.__version__ == version, f'import mmcv gives {mmcv.__version__}, {dist("mmcv")} is {version}'
+    _run_mmcv_ops('cpu')
+    return f'{dist("mmcv")} {mmcv.__version__}'
+
+
+def check_mmcv_cuda():
+    import torch
+    if not torch.cuda.is_available():
+        return 'not run: no GPU visible'
+    try:
+        _run_mmcv_ops('cuda')
+    except Exception as e:
+        raise RuntimeError(f'mmcv built without CUDA ops ({type(e).__name__}: {e})') from e
+    return 'nms, RoIAlign on cuda'
 
 
 def check_mmengine():
     import mmengine
-    assert mmengine.__version__ == '0.10.7', f'mmengine {mmengine.__version__}, need 0.10.7'
-    return mmengine.__version__
+    check_pin('mmengine')
+    return f'{dist("mmengine")} {mmengine.__version__}'
 
 
 def check_mmdet():
     import mmdet
     import mmdet.models  # noqa: F401  (imports mmcv.ops)
-    return mmdet.__version__
+    check_pin('mmdet')
+    return f'{dist("mmdet")} {mmdet.__version__}'
 
 
 def check_mmseg():
     import mmseg
     import mmseg.models  # noqa: F401  (needs ftfy and regex)
-    return mmseg.__version__
+    check_pin('mmseg')
+    return f'{dist("mmseg")} {mmseg.__version__}'
 
 
 def check_mmpretrain():
     import mmpretrain
     import mmpretrain.models  # noqa: F401  (imports torchvision at module level)
-    return mmpretrain.__version__
+    check_pin('mmpretrain')
+    return f'{dist("mmpretrain")} {mmpretrain.__version__}'
 
 
 def check_pycocotools():
+    import numpy as np
     import pycocotools
     from pycocotools import mask as mask_utils
-    import numpy as np
     rle = mask_utils.encode(np.asfortranarray(np.ones((4, 4), dtype=np.uint8)))
     assert int(mask_utils.area(rle)) == 16
     return getattr(pycocotools, '__version__', 'ok')
 
 
 def check_mim():
-    exe = os.path.join(os.path.dirname(sys.executable), 'mim')
-    if not os.path.exists(exe):
+    check_pin('mim')
+    exe = osp.join(osp.dirname(sys.executable), 'mim')
+    if not osp.exists(exe):
         exe = shutil.which('mim')
     assert exe, 'the `mim` command is not installed'
     out = subprocess.run([exe, '--version'], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr.strip().splitlines()[-1] if out.stderr else 'mim failed'
-    return out.stdout.strip().split()[-1]
+    import warnings
+    with warnings.catch_warnings():   # mim imports pkg_resources (deprecated) upstream
+        warnings.simplefilter('ignore')
+        from mim.utils import module_full_name
+    name = STACKS[STACK]['mim_names']['mmdet']
+    assert module_full_name(name), f'mim cannot resolve `mim train {name}`'
+    return f'{dist("mim")} {out.stdout.strip().split()[-1]} (mim train {name} ...)'
 
 
 def check_dsnet_mm():
     import dsnet_mm
     from dsnet_mm.registry import registered_scopes
+    from mmengine.config.utils import MODULE2PACKAGE
+    from mmengine.utils import get_installed_path
     scopes = registered_scopes()
     missing = {'mmdet', 'mmseg', 'mmpretrain'} - set(scopes)
     assert not missing, f'DSNet is not registered in {sorted(missing)}'
-    return dsnet_mm.__version__
+    # configs reach mmseg's bases as `mmseg::...`: the scope must lead to the installed package
+    configs = osp.join(get_installed_path(MODULE2PACKAGE['mmseg']), '.mim', 'configs')
+    assert osp.isdir(configs), f'mmseg:: resolves to {configs}, which does not exist'
+    return f'{dsnet_mm.__version__} (mmseg:: -> {MODULE2PACKAGE["mmseg"]})'
 
 
-# (name shown, check, how to fix)
+def _fix_pip(module, extra=''):
+    return lambda: f'pip install "{pin(module)}"{extra}'
+
+
+# (name shown, check, how to fix: a string or a callable that builds it from the pins)
 CHECKS = [
-    ('torch', check_torch, f'pip install "torch===2.13.0" inside the venv, or {REINSTALL}'),
+    ('stack', check_stack, lambda: f'one stack per environment: {SETUP} (or STACK=onedl ...) '
+                                   'makes a fresh one'),
+    ('torch', check_torch, lambda: f'pip install "{pin("torch")}" inside the venv, or {REINSTALL}'),
+    ('device', check_device, lambda: 'install the torch build named above, or CPU_ONLY=1 to train on '
+                                     'the CPU'),
     ('torchvision', check_torchvision,
-     'torchvision 0.28.0 needs the index build of torch 2.13.0 ("torch===2.13.0", not "+cpu")'),
+     lambda: f'{pin("torchvision")} needs the matching build of torch ("{pin("torch")}", not "+cpu")'),
     ('mmcv (with ops)', check_mmcv,
-     'mmcv must be 2.1.0 built with ops against this torch: pip uninstall mmcv, then '
-     f'{REINSTALL} (uses ../shared/wheels or builds with MMCV_WITH_OPS=1 --no-build-isolation)'),
-    ('mmengine', check_mmengine, 'pip install mmengine==0.10.7'),
-    ('mmdet.models', check_mmdet, 'pip install mmdet==3.3.0 (needs mmcv<2.2 with ops)'),
-    ('mmseg.models', check_mmseg, 'pip install mmsegmentation==1.2.2 ftfy regex'),
-    ('mmpretrain.models', check_mmpretrain, 'pip install mmpretrain==1.2.0 (needs a working torchvision)'),
+     lambda: f'{dist("mmcv")} must be {pin("mmcv")} built with ops against this torch: '
+             f'pip uninstall {dist("mmcv")}, then {REINSTALL} (uses ../shared/wheels or builds with '
+             'MMCV_WITH_OPS=1 --no-build-isolation)'),
+    ('mmcv CUDA ops', check_mmcv_cuda,
+     lambda: f'rebuild mmcv with its CUDA kernels where nvcc (the CUDA toolkit matching torch.version.cuda) '
+             f'is installed: pip uninstall -y {dist("mmcv")}, then {REINSTALL} (FORCE_CUDA=1 is set '
+             'when nvcc and nvidia-smi are found)'),
+    ('mmengine', check_mmengine, _fix_pip('mmengine')),
+    ('mmdet.models', check_mmdet, _fix_pip('mmdet', ' (needs mmcv with ops)')),
+    ('mmseg.models', check_mmseg, _fix_pip('mmseg', ' ftfy regex')),
+    ('mmpretrain.models', check_mmpretrain, _fix_pip('mmpretrain', ' (needs a working torchvision)')),
     ('pycocotools', check_pycocotools, 'pip install pycocotools'),
     ('mim', check_mim,
-     'pip install --no-deps openmim==0.3.9 && pip install -r requirements/mim.txt '
-     '("pip install openmim" alone pulls opendatalab, which downgrades setuptools)'),
+     lambda: f'pip install --no-deps "{pin("mim")}" && pip install -r requirements/mim.txt (with its '
+             'dependencies mim pulls opendatalab, which downgrades setuptools)'),
     ('dsnet_mm', check_dsnet_mm, 'pip install --no-deps --no-build-isolation -e . (from the repository root)'),
 ]
 
 
-def main():
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--stack', action='store_true', help='print the installed stack and exit')
+    parser.add_argument('--mim-name', metavar='MODULE',
+                        help='print how `mim train` names MODULE (mmdet, mmseg, mmpretrain) here')
+    parser.add_argument('--expect', choices=sorted(STACKS), help='fail unless this stack is installed')
+    args = parser.parse_args(argv)
+    if args.stack:
+        print(STACK)
+        return 0
+    if args.mim_name:
+        if STACK not in STACKS:
+            print(f'no single stack installed ({STACK})', file=sys.stderr)
+            return 1
+        print(STACKS[STACK]['mim_names'][args.mim_name])
+        return 0
+
     failed = []
     for name, fn, fix in CHECKS:
         try:
+            if STACK not in STACKS and name != 'stack':
+                raise RuntimeError('no stack to check')
             info = fn()
+            if name == 'stack' and args.expect and STACK != args.expect:
+                raise AssertionError(f'the {STACK} stack is installed, expected {args.expect}')
             print(f'  ok    {name:<18} {info}')
         except BaseException as e:  # noqa: B902  (SystemExit/AssertionError from broken packages too)
             if isinstance(e, KeyboardInterrupt):
                 raise
             last = traceback.format_exception_only(type(e), e)[-1].strip()
             print(f'  FAIL  {name:<18} {last}')
-            print(f'        fix: {fix}')
+            print(f'        fix: {fix() if callable(fix) else fix}')
             failed.append(name)
+            if name == 'stack':
+                break
     if failed:
         print(f'\nBROKEN: {", ".join(failed)}', file=sys.stderr)
         return 1

@@ -16,14 +16,17 @@
 #
 # Environment: QUICKSTART_RETRAIN=1 trains again from scratch; QUICKSTART_MIN_BOX_AP (default 0.5, the target)
 # is the box mAP below which the run counts as failed (exit 1): training did not learn.
+# STACK=onedl runs it on the OneDL stack (.venv-onedl); see tools/stack.sh.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$ROOT/tools/stack.sh"          # STACK, VENV
 bash "$ROOT/tools/setup_env.sh"
 
 cd "$ROOT"
-VENV="${VENV:-$ROOT/.venv}"
 PY="$VENV/bin/python"
 MIM="$VENV/bin/mim"
+MIM_MMDET="$("$PY" tools/check_env.py --mim-name mmdet)"   # `mmdet` upstream, `mmdetection` on OneDL
+DEVICE="$("$PY" -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")"
 CONFIG=configs/embedded/mask_rcnn_dsnet_t_fpn_shapes.py
 WORK_DIR=work_dirs/mask_rcnn_dsnet_t_fpn_shapes
 MIN_BOX_AP="${QUICKSTART_MIN_BOX_AP:-0.5}"
@@ -45,7 +48,7 @@ log "$(getconf _NPROCESSORS_ONLN) cores, load $(cut -d' ' -f1 /proc/loadavg), OM
 log "step 1/4: embedded dataset (data/shapes)"
 "$PY" tools/dataset_converters/make_shapes_coco.py --out data/shapes
 
-MAX_EPOCHS=$("$PY" -c "from mmengine.config import Config; print(Config.fromfile('$CONFIG').train_cfg.max_epochs)" 2>/dev/null)
+MAX_EPOCHS=$("$PY" -c "from mmengine.config import Config; print(Config.fromfile('$CONFIG').train_cfg.max_epochs)" 2>/dev/null | tail -n1)
 FINAL="$WORK_DIR/epoch_${MAX_EPOCHS}.pth"
 if [[ "${QUICKSTART_RETRAIN:-0}" == 1 ]]; then
   log "QUICKSTART_RETRAIN=1: removing $WORK_DIR"
@@ -60,10 +63,10 @@ else
     RESUME=(--resume)
     log "step 2/4: resuming the interrupted run from $(cat "$WORK_DIR/last_checkpoint")"
   else
-    log "step 2/4: training Mask R-CNN + DS-Net-T from scratch, $MAX_EPOCHS epochs on CPU" \
-        "(~15 min on 2 idle cores; progress every 10 iterations)"
+    log "step 2/4: training Mask R-CNN + DS-Net-T from scratch, $MAX_EPOCHS epochs on $DEVICE" \
+        "(~15 min on 2 idle CPU cores; progress every 10 iterations)"
   fi
-  "$MIM" train mmdet "$CONFIG" --work-dir "$WORK_DIR" "${RESUME[@]}" 2>&1 \
+  "$MIM" train "$MIM_MMDET" "$CONFIG" --work-dir "$WORK_DIR" "${RESUME[@]}" 2>&1 \
     | grep --line-buffered -E "Epoch\(|Saving checkpoint|resumed epoch|coco/|Error|Traceback|^  File|Exception|Killed|bbox_mAP|segm_mAP" \
     || true
   if [[ ! -f "$FINAL" ]]; then
@@ -82,7 +85,7 @@ t_eval=$((SECONDS - t_eval))
 log "step 4/4: pictures (predictions next to ground truth, loss and val mAP curves)"
 PICTURES="$WORK_DIR/pictures"
 "$PY" tools/analysis_tools/main_job_pictures.py "$CONFIG" "$FINAL" "$WORK_DIR" \
-  --out-dir "$PICTURES" --num-images 6 > "$WORK_DIR/pictures.log" 2>&1 \
+  --out-dir "$PICTURES" --num-images 6 --mim-name "$MIM_MMDET" > "$WORK_DIR/pictures.log" 2>&1 \
   || log "pictures failed (the AP below is unaffected): see $WORK_DIR/pictures.log"
 
 "$PY" - "$WORK_DIR/benchmark/benchmark.json" "$MIN_BOX_AP" "$PICTURES" "$t_train" "$t_eval" "$((SECONDS - t_all))" <<'EOF'

@@ -2,11 +2,12 @@
 # Run the test suite inside the project's venv (made by tools/setup_env.sh / tools/quickstart.sh).
 #   bash tools/run_tests.sh               # everything (CPU, ~15 min on 2 cores)
 #   bash tools/run_tests.sh -k backbone   # any pytest arguments (paths too: tests/test_env.py)
+#   STACK=onedl bash tools/run_tests.sh   # in the OneDL environment (.venv-onedl)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="${VENV:-$ROOT/.venv}"
+source "$ROOT/tools/stack.sh"          # STACK, VENV
 if [[ ! -x "$VENV/bin/python" ]]; then
-  echo "[tests] no environment at $VENV: run 'bash tools/setup_env.sh' (or tools/quickstart.sh) first" >&2
+  echo "[tests] no environment at $VENV: run 'STACK=$STACK bash tools/setup_env.sh' (or tools/quickstart.sh) first" >&2
   exit 1
 fi
 cd "$ROOT"

@@ -4,11 +4,11 @@
 # Backbone weights: PaddleClas's DS-Net-S, downloaded once (see _base_/dsnet_mmseg.py);
 # without them: --cfg-options model.backbone.init_cfg=None
 _base_ = [
+    './_base_/dsnet_mmseg.py',   # first: it makes `mmseg::` resolvable on OneDL (see there)
     'mmseg::_base_/models/upernet_swin.py',
     'mmseg::_base_/datasets/ade20k.py',
     'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_160k.py',
-    './_base_/dsnet_mmseg.py',
 ]
 crop_size = (512, 512)
 norm_cfg = {{_base_.head_norm_cfg}}

@@ -38,13 +38,14 @@ def mim(*args, cwd=None):
     return p.stdout
 
 
-def predictions_next_to_ground_truth(config, checkpoint, out_dir, num_images, columns=2):
+def predictions_next_to_ground_truth(config, checkpoint, out_dir, num_images, columns=2,
+                                     mmdet='mmdet'):
     """``mim test --show-dir`` on the first ``num_images`` test images, tiled into one PNG."""
     import numpy as np
     from PIL import Image
     test_dir = osp.join(out_dir, 'test')
     shutil.rmtree(test_dir, ignore_errors=True)
-    mim('test', 'mmdet', config, '--checkpoint', checkpoint, '--work-dir', test_dir,
+    mim('test', mmdet, config, '--checkpoint', checkpoint, '--work-dir', test_dir,
         '--show-dir', 'show', '--cfg-options', f'test_dataloader.dataset.indices={num_images}')
     shown = sorted(glob.glob(osp.join(test_dir, '*', 'show', '*.png')) +
                    glob.glob(osp.join(test_dir, '*', 'show', '*.jpg')))
@@ -88,12 +89,12 @@ def first_val_epoch(lines):
     return None
 
 
-def curves(work_dir, out_dir):
+def curves(work_dir, out_dir, mmdet='mmdet'):
     log, lines = joined_training_log(work_dir, osp.join(out_dir, 'scalars.json'))
     logged = set().union(*(json.loads(line) for line in lines if '"loss"' in line))
     keys = [k for k in LOSS_KEYS if k in logged]
     loss_png = osp.join(out_dir, 'loss.png')
-    mim('run', 'mmdet', 'analyze_logs', 'plot_curve', log, '--keys', *keys, '--legend', *keys,
+    mim('run', mmdet, 'analyze_logs', 'plot_curve', log, '--keys', *keys, '--legend', *keys,
         '--backend', 'agg', '--style', 'whitegrid', '--title', 'training losses',
         '--out', loss_png)
     evaluated = set().union(*(json.loads(line) for line in lines if 'coco/' in line))
@@ -102,7 +103,7 @@ def curves(work_dir, out_dir):
     if not maps or val_interval is None:
         return loss_png, None
     map_png = osp.join(out_dir, 'val_mAP.png')
-    mim('run', 'mmdet', 'analyze_logs', 'plot_curve', log, '--keys', *maps,
+    mim('run', mmdet, 'analyze_logs', 'plot_curve', log, '--keys', *maps,
         '--legend', *[{'bbox_mAP': 'box mAP', 'segm_mAP': 'mask mAP'}[k] for k in maps],
         '--eval-interval', str(val_interval), '--backend', 'agg', '--style', 'whitegrid',
         '--title', 'held-out val mAP (pycocotools)', '--out', map_png)
@@ -116,11 +117,14 @@ def main(argv=None):
     parser.add_argument('work_dir', help='the training run (its */vis_data/scalars.json)')
     parser.add_argument('--out-dir', required=True)
     parser.add_argument('--num-images', type=int, default=6)
+    parser.add_argument('--mim-name', default='mmdet',
+                        help="how mim names mmdet on this stack: 'mmdet' upstream, 'mmdetection' "
+                             'on OneDL (tools/check_env.py --mim-name mmdet)')
     args = parser.parse_args(argv)
     os.makedirs(args.out_dir, exist_ok=True)
     grid, n = predictions_next_to_ground_truth(args.config, args.checkpoint, args.out_dir,
-                                               args.num_images)
-    loss_png, map_png = curves(args.work_dir, args.out_dir)
+                                               args.num_images, mmdet=args.mim_name)
+    loss_png, map_png = curves(args.work_dir, args.out_dir, mmdet=args.mim_name)
     print(f'predictions (right) next to ground truth (left), {n} held-out images: {grid}')
     print(f'training losses over the iterations: {loss_png}')
     print('val box / mask mAP over the epochs: ' +

@@ -1,6 +1,13 @@
 # Base fragment of the DS-Net ADE20K configs (not a config to train by itself): the plugin import
 # and the DS-Net-S backbone as the variable `dsnet_backbone` (used as `model.backbone`).
 custom_imports = dict(imports=['dsnet_mm', 'dsnet_mm.engine'], allow_failed_imports=False)
+# On the OneDL stack `mmseg::` bases resolve only after dsnet_mm has pointed the scope at
+# onedl-mmsegmentation (dsnet_mm.registry.fix_config_scopes), and custom_imports run after all bases
+# are read: the configs list this file first in `_base_`, so this import runs before mmengine looks
+# up their `mmseg::` bases. (`_base_ = []` keeps it an old-style config: mmengine reads a file with
+# a bare import and no `_base_` as a new-style one.)
+_base_ = []
+import dsnet_mm  # noqa: E402,F401
 # (each leaf config sets default_hooks.checkpoint to AtomicCheckpointHook: the schedule bases
 # define default_hooks, and keys may not repeat among bases)
 
