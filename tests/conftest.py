@@ -29,6 +29,17 @@ def stack():
     return out.stdout.strip()
 
 
+@pytest.fixture(scope='session')
+def mim_mmdet():
+    """How ``mim train/test/run`` names mmdet on the stack under test: ``mmdet`` upstream,
+    ``mmdetection`` on OneDL (onedl-mim cannot resolve ``mmdet``; README, "Stacks")."""
+    import subprocess
+    out = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'check_env.py'), '--mim-name',
+                          'mmdet'], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip(), out.stdout + out.stderr
+    return out.stdout.strip()
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     import torch

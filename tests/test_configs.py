@@ -280,7 +280,7 @@ def write_tiny_coco(root, n=4, h=128, w=160):
 
 
 @pytest.mark.slow
-def test_mim_train_mask_rcnn_s(tmp_path):
+def test_mim_train_mask_rcnn_s(tmp_path, mim_mmdet):
     data = tmp_path / 'coco'
     write_tiny_coco(str(data))
     work = tmp_path / 'work'
@@ -301,10 +301,7 @@ def test_mim_train_mask_rcnn_s(tmp_path):
         'test_cfg=None', 'test_dataloader=None', 'test_evaluator=None',
         'default_hooks.logger.interval=1',
     ]
-    # `mim train mmdet` upstream, `mim train mmdetection` on OneDL (README, "Stacks")
-    codebase = subprocess.run([sys.executable, 'tools/check_env.py', '--mim-name', 'mmdet'], cwd=ROOT,
-                              capture_output=True, text=True, timeout=120).stdout.strip()
-    cmd = [mim, 'train', codebase, 'configs/mask_rcnn_dsnet_s_fpn_1x_coco.py',
+    cmd = [mim, 'train', mim_mmdet, 'configs/mask_rcnn_dsnet_s_fpn_1x_coco.py',
            '--work-dir', str(work), '--cfg-options', *opts]
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     log = r.stdout + r.stderr

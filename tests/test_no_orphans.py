@@ -47,7 +47,7 @@ def _alive(pid, start):
 
 
 @pytest.mark.skipif(not sys.platform.startswith('linux'), reason='PR_SET_PDEATHSIG is Linux')
-def test_sigkill_of_mim_train_leaves_no_process(tmp_path):
+def test_sigkill_of_mim_train_leaves_no_process(tmp_path, mim_mmdet):
     data = make_tiny_shapes(tmp_path / 'shapes', num_train=16, num_val=4)
     cfg = write_tiny_config(tmp_path / 'cfg.py', data, max_epochs=200, batch_size=2, extra='''
         train_dataloader.update(num_workers=2, persistent_workers=True)
@@ -56,7 +56,7 @@ def test_sigkill_of_mim_train_leaves_no_process(tmp_path):
     env = dict(subprocess_env(), PATH=osp.dirname(sys.executable) + os.pathsep + os.environ['PATH'])
     log_path = tmp_path / 'train.log'
     with open(log_path, 'w') as log:
-        proc = subprocess.Popen([mim, 'train', 'mmdet', cfg, '--work-dir', str(tmp_path / 'work')],
+        proc = subprocess.Popen([mim, 'train', mim_mmdet, cfg, '--work-dir', str(tmp_path / 'work')],
                                 stdout=log, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
     try:

@@ -289,10 +289,11 @@ def test_resume_skips_an_unreadable_last_checkpoint(killed_run, tmp_path, damage
     assert _load(wd / f'epoch_{k + 1}.pth')['meta']['epoch'] == k + 1
 
 
-def test_test_checkpoint_that_is_missing_says_it_is_the_checkpoint_to_test(killed_run, tmp_path):
+def test_test_checkpoint_that_is_missing_says_it_is_the_checkpoint_to_test(killed_run, tmp_path,
+                                                                            mim_mmdet):
     cfg = killed_run[0]
     mim = osp.join(osp.dirname(sys.executable), 'mim')
-    p = subprocess.run([mim, 'test', 'mmdet', cfg, '--checkpoint', str(tmp_path / 'missing.pth'),
+    p = subprocess.run([mim, 'test', mim_mmdet, cfg, '--checkpoint', str(tmp_path / 'missing.pth'),
                         '--work-dir', str(tmp_path / 'test')], capture_output=True, text=True,
                        env=dict(subprocess_env(), PATH=osp.dirname(sys.executable) + os.pathsep
                                 + os.environ['PATH']), timeout=300)   # mim runs `python`
