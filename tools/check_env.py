@@ -119,9 +119,10 @@ CHECKS = [
 ]
 
 
-def main():
+def run_checks(checks):
+    """Run (name, check, fix) triples; print one line each; return 0 if all passed, else 1."""
     failed = []
-    for name, fn, fix in CHECKS:
+    for name, fn, fix in checks:
         try:
             info = fn()
             print(f'  ok    {name:<18} {info}')
@@ -137,6 +138,10 @@ def main():
         return 1
     print('\nall checks passed')
     return 0
+
+
+def main():
+    return run_checks(CHECKS)
 
 
 if __name__ == '__main__':
