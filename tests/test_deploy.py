@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 import torch
 
-from dsnet_mm.deploy.reference import data_samples_for
+from dsnet_mm.deploy.reference import random_detector_weights_
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.join(ROOT, 'tools', 'deploy'))
@@ -234,42 +234,6 @@ def tiny_model_config(path):
     return cfg
 
 
-def randomize_(model, seed=0):
-    """Random weights that give a usable test: mmdet's heads start near-constant (every score at
-    the prior, no detections over the threshold or ties deciding the order), so the classifiers
-    and box regressors are drawn again and scaled on a probe image until the logits have std 1
-    (scores spread over (0, 1)) and the box deltas std 0.1 (boxes move but stay boxes);
-    BatchNorm gets non-trivial statistics."""
-    g = torch.Generator().manual_seed(seed)
-    layers = {}
-    with torch.no_grad():
-        for name, mod in model.named_modules():
-            if isinstance(mod, (torch.nn.BatchNorm2d, torch.nn.SyncBatchNorm)):
-                mod.running_mean.copy_(torch.randn(mod.num_features, generator=g) * 0.2)
-                mod.running_var.copy_(torch.rand(mod.num_features, generator=g) + 0.5)
-            leaf = name.split('.')[-1]
-            if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)) and (
-                    'cls' in leaf or 'reg' in leaf):    # rpn_cls, retina_reg, fc_cls, ...
-                mod.weight.copy_(torch.randn(mod.weight.shape, generator=g))
-                mod.bias.zero_()
-                layers[name] = (mod, 1.0 if 'cls' in leaf else 0.1)
-    model.eval()
-    x = torch.randn(1, 3, *EXPORT_HW, generator=g)
-    for _ in range(3):   # the R-CNN heads see the RPN's proposals: settle in a few rounds
-        seen = {n: [] for n in layers}
-        hooks = [m.register_forward_hook(lambda m, i, o, n=n: seen[n].append(o.flatten()))
-                 for n, (m, _) in layers.items()]
-        with torch.no_grad():
-            model.predict(x, data_samples_for(x))
-        for h in hooks:
-            h.remove()
-        with torch.no_grad():
-            for n, (m, target) in layers.items():
-                if seen[n]:
-                    m.weight.mul_(target / torch.cat(seen[n]).std().clamp_min(1e-6))
-    return model
-
-
 def mmdeploy_pytorch_outputs(model, deploy_cfg, x):
     """mmdeploy's PyTorch model (dsnet_mm/deploy/reference.py): the detector patched and run under
     mmdeploy's rewriter context, exactly what torch2onnx traces, executed in PyTorch."""
@@ -295,7 +259,7 @@ def exported(request, tmp_path_factory):
     cfg = tiny_model_config(model_cfg_path)
     init_default_scope('mmdet')
     torch.manual_seed(0)
-    model = randomize_(MMDET_MODELS.build(cfg.model)).eval()
+    model = random_detector_weights_(MMDET_MODELS.build(cfg.model), probe_hw=EXPORT_HW).eval()
     work = tmp_path_factory.mktemp(name)
     ckpt = str(work / 'random.pth')
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)

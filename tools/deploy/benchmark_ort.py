@@ -15,9 +15,11 @@ through three paths, with the same number of intra-op threads:
   * PyTorch mmdet  mmdet's own ``model.predict`` (what the config runs without mmdeploy): its
                    post-processing is mmdet's and it pastes the masks into the image
 
-The R-CNN score threshold is set to 0 so that every run keeps the full ``max_per_img`` detections
-(100 for the COCO configs): with random weights the scores would otherwise decide how many RoIs the
-mask head sees. Reported per path: wall time and process CPU time (all threads) per image, median
+Random weights are drawn by ``dsnet_mm.deploy.reference.random_detector_weights_``: mmdet's initial
+heads give every box the same score (no detection over the config's score threshold, or all of them
+tied), which would make the post-processing and the mask head unrealistically cheap or expensive;
+there the classifiers give logits of std 1 on a probe image, so that a realistic number of boxes
+passes the threshold (the config's own, 0.05) and NMS keeps ``max_per_img``. Reported per path: wall time and process CPU time (all threads) per image, median
 and range over --iters runs after --warmup, and the load average before and after. On a machine
 shared with other jobs, wall time depends on the load; CPU time much less (with one thread it is
 close to the time on an idle core). Writes --out (JSON) and prints a Markdown table.
@@ -88,21 +90,22 @@ def main(argv=None):
     from mmengine.registry import init_default_scope
 
     import dsnet_mm  # noqa: F401
-    from dsnet_mm.deploy.reference import data_samples_for, mmdeploy_pytorch_model
+    from dsnet_mm.deploy.reference import (data_samples_for, mmdeploy_pytorch_model,
+                                           random_detector_weights_)
     from export_onnx import export
     from mmdet.registry import MODELS
 
     h, w = args.size
     cfg = load_config(args.config)[0]
     cfg.model.backbone.init_cfg = None
-    rcnn = cfg.model.test_cfg.get('rcnn')
-    (rcnn if rcnn is not None else cfg.model.test_cfg).score_thr = 0.0
     init_default_scope('mmdet')
     torch.manual_seed(0)
     model = MODELS.build(cfg.model).eval()
     if args.checkpoint:
         from mmengine.runner import load_checkpoint
         load_checkpoint(model, args.checkpoint, map_location='cpu')
+    else:
+        random_detector_weights_(model, probe_hw=(h // 2, w // 2))
 
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = args.onnx
@@ -135,15 +138,20 @@ def main(argv=None):
             out_pt = [o.numpy() for o in run(x)]
             record('PyTorch', lambda: run(x), "mmdeploy's rewritten model (same outputs)")
         with torch.no_grad():
+            out_mmdet = model.predict(x, data_samples_for(x), rescale=False)
             record('PyTorch mmdet', lambda: model.predict(x, data_samples_for(x), rescale=False),
                    'mmdet model.predict (masks pasted into the image)')
     n_det = int(out_ort[0].shape[1])
+    counts = dict(onnxruntime=n_det, pytorch=int(out_pt[0].shape[1]),
+                  mmdet=len(out_mmdet[0].pred_instances))
     same = len(out_ort) == len(out_pt) and all(a.shape == b.shape for a, b in zip(out_ort, out_pt))
+    # in output order: exactness itself (ties, odd sizes, several models) is tests/test_deploy.py's
     max_diff = max(float(np.abs(a.astype(np.float64) - b).max()) for a, b in
                    zip(out_ort, out_pt)) if same and n_det else None
 
     ref = results['PyTorch']
-    lines = [f'{osp.basename(args.config)}, input 1 x 3 x {h} x {w}, {n_det} detections, '
+    lines = [f'{osp.basename(args.config)}, input 1 x 3 x {h} x {w}, detections: ONNX Runtime '
+             f'{counts["onnxruntime"]}, PyTorch {counts["pytorch"]}, mmdet {counts["mmdet"]}; '
              f'{args.threads} intra-op thread(s), {os.cpu_count()} cores '
              f'({platform.processor() or platform.machine()}), load {load0:.1f} at start; '
              f'torch {torch.__version__}, onnxruntime {ort.__version__}',
@@ -158,13 +166,14 @@ def main(argv=None):
                      f'{cp["median"] / ref["cpu"]["median"]:.2f} | '
                      f'{r["load_before"]:.1f}-{r["load_after"]:.1f} |')
     if max_diff is not None:
-        lines.append(f'\nONNX Runtime vs PyTorch (mmdeploy) outputs: max |difference| {max_diff:.2e}')
+        lines.append(f'\nONNX Runtime vs PyTorch (mmdeploy) outputs, in output order: '
+                     f'max |difference| {max_diff:.2e}')
     table = '\n'.join(lines)
     print('\n' + table)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:
         json.dump(dict(config=args.config, deploy_cfg=args.deploy_cfg, size=[h, w],
-                       threads=args.threads, detections=n_det, max_abs_diff=max_diff,
+                       threads=args.threads, detections=counts, max_abs_diff=max_diff,
                        results=results, table=table), f, indent=2)
     print(f'\n[bench] wrote {args.out}')
     return 0
