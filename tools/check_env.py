@@ -265,6 +265,34 @@ CHECKS = [
 ]
 
 
+def run_checks(checks, expect=None):
+    """Run (name, check, fix) triples; print one line each; return 0 if all passed, else 1.
+    ``expect``: the stack that must be installed (checked by the 'stack' entry)."""
+    failed = []
+    for name, fn, fix in checks:
+        try:
+            if STACK not in STACKS and name != 'stack':
+                raise RuntimeError('no stack to check')
+            info = fn()
+            if name == 'stack' and expect and STACK != expect:
+                raise AssertionError(f'the {STACK} stack is installed, expected {expect}')
+            print(f'  ok    {name:<18} {info}')
+        except BaseException as e:  # noqa: B902  (SystemExit/AssertionError from broken packages too)
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            last = traceback.format_exception_only(type(e), e)[-1].strip()
+            print(f'  FAIL  {name:<18} {last}')
+            print(f'        fix: {fix() if callable(fix) else fix}')
+            failed.append(name)
+            if name == 'stack':
+                break
+    if failed:
+        print(f'\nBROKEN: {", ".join(failed)}', file=sys.stderr)
+        return 1
+    print('\nall checks passed')
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--stack', action='store_true', help='print the installed stack and exit')
@@ -281,30 +309,7 @@ def main(argv=None):
             return 1
         print(STACKS[STACK]['mim_names'][args.mim_name])
         return 0
-
-    failed = []
-    for name, fn, fix in CHECKS:
-        try:
-            if STACK not in STACKS and name != 'stack':
-                raise RuntimeError('no stack to check')
-            info = fn()
-            if name == 'stack' and args.expect and STACK != args.expect:
-                raise AssertionError(f'the {STACK} stack is installed, expected {args.expect}')
-            print(f'  ok    {name:<18} {info}')
-        except BaseException as e:  # noqa: B902  (SystemExit/AssertionError from broken packages too)
-            if isinstance(e, KeyboardInterrupt):
-                raise
-            last = traceback.format_exception_only(type(e), e)[-1].strip()
-            print(f'  FAIL  {name:<18} {last}')
-            print(f'        fix: {fix() if callable(fix) else fix}')
-            failed.append(name)
-            if name == 'stack':
-                break
-    if failed:
-        print(f'\nBROKEN: {", ".join(failed)}', file=sys.stderr)
-        return 1
-    print('\nall checks passed')
-    return 0
+    return run_checks(CHECKS, args.expect)
 
 
 if __name__ == '__main__':
