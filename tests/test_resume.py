@@ -80,8 +80,12 @@ def _history(ckpt, key='train/loss'):
     return buf.data[0].tolist()   # HistoryBuffer.data -> (values, counts)
 
 
-def test_sigkilled_run_resumes_where_it_stopped(killed_run):
-    cfg, wd, k = killed_run
+def test_sigkilled_run_resumes_where_it_stopped(killed_run, tmp_path):
+    import shutil
+    cfg, wd0, k = killed_run
+    wd = tmp_path / 'work'   # a copy: the killed run stays as it was for the other tests
+    shutil.copytree(wd0, wd)
+    (wd / 'last_checkpoint').write_text(str(wd / f'epoch_{k}.pth'))
     before = _load(osp.join(wd, f'epoch_{k}.pth'))
     assert before['meta']['epoch'] == k and before['meta']['iter'] == k * ITERS_PER_EPOCH
     loss_before = _history(before)
