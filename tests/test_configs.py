@@ -24,9 +24,10 @@ from mmengine.structures import InstanceData, PixelData
 import dsnet_mm  # noqa: F401  (the configs' custom_imports)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CONFIGS = sorted(
+CONFIGS = sorted(   # model configs; configs/deploy/ holds mmdeploy's (tests/test_deploy.py)
     osp.relpath(p, ROOT) for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
-    if '_base_' not in osp.relpath(p, ROOT).split(os.sep))
+    if '_base_' not in osp.relpath(p, ROOT).split(os.sep)
+    and osp.relpath(p, ROOT).split(os.sep)[:2] != ['configs', 'deploy'])
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 PADDLECLAS_URL = 'https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/DSNet_{}_pretrained.pdparams'
