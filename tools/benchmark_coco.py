@@ -156,11 +156,16 @@ def benchmark_one(cfg_path, ckpt_path, args):
                flops_input_hw=flops_shape, images_per_s=speed,
                device='cuda' if next(model.parameters()).is_cuda else 'cpu',
                torch_threads=torch.get_num_threads())
-    for task in ('bbox', 'segm'):
-        for k in BOX_KEYS:
-            v = metrics.get(f'coco/{task}_{k}')
-            row[f'{task}_{k}'] = None if v is None else float(v)
+    row.update(coco_ap_columns(metrics))
     return row
+
+
+def coco_ap_columns(metrics):
+    """``{'bbox_mAP': ..., 'segm_mAP_50': ...}`` from CocoMetric's ``coco/...`` results (None when
+    a task was not evaluated): the table's AP columns."""
+    return {f'{task}_{k}': None if metrics.get(f'coco/{task}_{k}') is None
+            else float(metrics[f'coco/{task}_{k}'])
+            for task in ('bbox', 'segm') for k in BOX_KEYS}
 
 
 def _fmt(v, nd=1, scale=1.0):

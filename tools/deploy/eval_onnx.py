@@ -65,7 +65,7 @@ def evaluate(deploy_cfg_path, model_cfg_path, onnx_path, out_dir='work_dirs/depl
     import torch
 
     import dsnet_mm  # noqa: F401  (registers DSNet / DSFPN)
-    from benchmark_coco import BOX_KEYS, BenchmarkError, check_dataset, measure_speed
+    from benchmark_coco import BenchmarkError, check_dataset, coco_ap_columns, measure_speed
     from mmdeploy.apis import build_task_processor
     from mmdeploy.utils import load_config
 
@@ -100,10 +100,7 @@ def evaluate(deploy_cfg_path, model_cfg_path, onnx_path, out_dir='work_dirs/depl
                params_M=onnx_params(onnx_path) / 1e6, flops_G=None, flops_input_hw=None,
                images_per_s=speed, device=f'{device}, onnxruntime',
                torch_threads=torch.get_num_threads())
-    for task in ('bbox', 'segm'):
-        for k in BOX_KEYS:
-            v = metrics.get(f'coco/{task}_{k}')
-            row[f'{task}_{k}'] = None if v is None else float(v)
+    row.update(coco_ap_columns(metrics))
     return row
 
 
