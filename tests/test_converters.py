@@ -3,6 +3,8 @@ that do not fit stop with an error that says why."""
 import os
 import os.path as osp
 import pickle
+import random
+import re
 import subprocess
 import sys
 
@@ -252,15 +254,17 @@ def test_mmseg_pretrained_argument_takes_a_classifier_checkpoint(converted, refe
 
 
 def test_random_bytes_are_corrupt_not_unsafe(converted, tmp_path):
-    """A file of random bytes the size of a real checkpoint: torch stops at an opcode it does
-    not know. That is a corrupt file, not one holding disallowed objects."""
+    """A file of random bytes the size of a real checkpoint is a corrupt file, not one holding
+    disallowed objects. Where the unpickler stops depends on the bytes (an unknown opcode, an
+    empty stack...), so the bytes are seeded and the test asks only that torch's own complaint
+    is passed on."""
     noise = tmp_path / 'noise.pth'
-    noise.write_bytes(os.urandom(osp.getsize(converted)))
+    noise.write_bytes(random.Random(0).randbytes(osp.getsize(converted)))
     with pytest.raises(RuntimeError) as e:
         _init(dict(arch='tiny'), noise, 'backbone.')
     msg = str(e.value)
     assert 'truncated, corrupt or not a PyTorch checkpoint' in msg
-    assert 'Unsupported operand' in msg           # what torch actually complained about
+    assert re.search(r'the reader stopped at: \w+(Error|Exception): \S', msg), msg
     assert 'refusing' not in msg and 'safe loading' not in msg
 
 
