@@ -38,9 +38,10 @@ t_all=$SECONDS
 
 # Threads: on a machine shared with other jobs, two OpenMP threads on two busy cores spin-wait
 # on each other (measured: 15 s/iteration instead of 1.5 s with one thread at load 8). Use the
-# cores that are idle now, at least one; OMP_NUM_THREADS=N overrides.
+# cores that are idle now (sampled, not the load average that the set-up's pip keeps high for a
+# minute), at least one; OMP_NUM_THREADS=N overrides.
 if [[ -z "${OMP_NUM_THREADS:-}" ]]; then
-  OMP_NUM_THREADS=$("$PY" -c "import os; n = os.cpu_count() or 1; print(max(1, min(n, round(n - os.getloadavg()[0]))))")
+  OMP_NUM_THREADS=$("$PY" tools/idle_cores.py --window 2)
   export OMP_NUM_THREADS
 fi
 log "$(getconf _NPROCESSORS_ONLN) cores, load $(cut -d' ' -f1 /proc/loadavg), OMP_NUM_THREADS=$OMP_NUM_THREADS"
