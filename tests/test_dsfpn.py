@@ -26,8 +26,8 @@ def small_neck(**kw):
 
 def test_design_of_section5():
     neck = DSFPN(IN_CH, 256, 5)
-    assert len(neck.ds_blocks) == 4
-    for block, ratio in zip(neck.ds_blocks, (8, 4, 2, 1)):
+    assert len(neck.context_blocks) == 4
+    for block, ratio in zip(neck.context_blocks, (8, 4, 2, 1)):
         assert isinstance(block.mixer, DualStreamMixer)   # the backbone's own module
         assert block.mixer.intra.global_ratio == ratio     # global stream at 1/32 of the image
         assert block.mixer.intra.num_heads == 4 and block.mixer.inter.num_heads == 4
@@ -53,18 +53,18 @@ def test_start_and_end_level():
     neck = small_neck(start_level=1, num_outs=5, add_extra_convs='on_input').eval()
     outs = neck(feats(64, 96))
     assert [tuple(o.shape[-2:]) for o in outs] == [(8, 12), (4, 6), (2, 3), (1, 2), (1, 1)]
-    assert [b.mixer.intra.global_ratio for b in neck.ds_blocks] == [4, 2, 1]
+    assert [b.mixer.intra.global_ratio for b in neck.context_blocks] == [4, 2, 1]
 
     neck = small_neck(start_level=1, end_level=2, num_outs=2).eval()
     outs = neck(feats(64, 96))
     assert [tuple(o.shape[-2:]) for o in outs] == [(8, 12), (4, 6)]
-    assert len(neck.lateral_convs) == 2 and len(neck.ds_blocks) == 2
+    assert len(neck.lateral_convs) == 2 and len(neck.context_blocks) == 2
 
     # three inputs (backbone out_indices=(1, 2, 3)): their strides must be given
     neck = small_neck(in_channels=IN_CH[1:], num_outs=5, add_extra_convs='on_output',
                       in_strides=(8, 16, 32)).eval()
     assert neck.in_strides == [8, 16, 32]
-    assert [b.mixer.intra.global_ratio for b in neck.ds_blocks] == [4, 2, 1]
+    assert [b.mixer.intra.global_ratio for b in neck.context_blocks] == [4, 2, 1]
     outs = neck(feats(64, 96, channels=IN_CH[1:], strides=(8, 16, 32)))
     assert [tuple(o.shape[-2:]) for o in outs] == [(8, 12), (4, 6), (2, 3), (1, 2), (1, 1)]
 
@@ -109,14 +109,14 @@ def test_dual_stream_blocks_change_the_output():
     ins = feats(64, 96)
     with torch.no_grad():
         before = neck(ins)
-        for b in neck.ds_blocks:
+        for b in neck.context_blocks:
             b.mixer.proj_out.weight.zero_()
             b.mixer.proj_out.bias.zero_()
         after = neck(ins)
     from mmdet.models.necks import FPN
     fpn = FPN(IN_CH, 64, 4).eval()
     fpn.load_state_dict({k: v for k, v in neck.state_dict().items()
-                         if not k.startswith('ds_blocks.')})
+                         if not k.startswith('context_blocks.')})
     with torch.no_grad():
         plain = fpn(ins)
     for a, b, p in zip(before, after, plain):
@@ -128,11 +128,11 @@ def test_dual_stream_blocks_change_the_output():
 def test_same_fpn_parameters_as_mmdet(extra):
     from mmdet.models.necks import FPN
     kw = dict(in_channels=IN_CH, out_channels=256, num_outs=5, add_extra_convs=extra)
-    ours = {k: v.shape for k, v in DSFPN(**kw).state_dict().items() if not k.startswith('ds_blocks.')}
+    ours = {k: v.shape for k, v in DSFPN(**kw).state_dict().items() if not k.startswith('context_blocks.')}
     theirs = {k: v.shape for k, v in FPN(**kw).state_dict().items()}
     assert ours == theirs
     # and nothing else besides the dual-stream blocks
-    assert all(k.startswith(('lateral_convs.', 'fpn_convs.', 'ds_blocks.'))
+    assert all(k.startswith(('lateral_convs.', 'fpn_convs.', 'context_blocks.'))
                for k in DSFPN(**kw).state_dict())
 
 
@@ -192,7 +192,7 @@ def test_three_inputs_without_strides_are_refused():
     with pytest.raises(ValueError, match=r'in_strides.*\(4, 8, 16\) for out_indices=\(0, 1, 2\)'):
         small_neck(in_channels=IN_CH[:3], num_outs=3)
     neck = small_neck(in_channels=IN_CH[:3], num_outs=3, in_strides=(4, 8, 16)).eval()
-    assert [b.mixer.intra.global_ratio for b in neck.ds_blocks] == [8, 4, 2]   # 1/32 of the image
+    assert [b.mixer.intra.global_ratio for b in neck.context_blocks] == [8, 4, 2]   # 1/32 of the image
     outs = neck(feats(64, 96, channels=IN_CH[:3], strides=(4, 8, 16)))
     assert [tuple(o.shape[-2:]) for o in outs] == [(16, 24), (8, 12), (4, 6)]
 
