@@ -202,3 +202,61 @@ def test_inputs_of_the_wrong_widths_name_both():
     neck = small_neck(num_outs=5).eval()
     with pytest.raises(ValueError, match=r'DSFPN.*\[64, 128, 320, 512\].*\[256, 512, 1024, 2048\]'):
         neck(feats(64, 96, channels=[256, 512, 1024, 2048]))
+
+
+# ------------------------------------------------------------------ built on mmdet's FPN, one vocabulary
+
+def test_extends_mmdets_fpn():
+    from mmdet.models.necks import FPN
+    neck = small_neck(num_outs=5, add_extra_convs='on_input')
+    assert isinstance(neck, FPN)
+    assert neck.add_extra_convs == 'on_input' and neck.backbone_end_level == 4
+
+
+def test_old_argument_names_warn_and_mean_the_new_ones():
+    new = small_neck(num_outs=4, context_norm_cfg=dict(type='SyncBN'), attn_drop_rate=0.2)
+    with pytest.warns(DeprecationWarning) as record:
+        old = small_neck(num_outs=4, ds_norm_cfg=dict(type='SyncBN'), attn_drop=0.2)
+    said = ' '.join(str(w.message) for w in record)
+    assert 'ds_norm_cfg' in said and 'context_norm_cfg' in said
+    assert 'attn_drop' in said and 'attn_drop_rate' in said
+    for a, b in zip(new.modules(), old.modules()):
+        assert type(a) is type(b)
+        assert getattr(a, 'attn_drop_rate', None) == getattr(b, 'attn_drop_rate', None)
+    assert any(getattr(m, 'attn_drop_rate', 0) == 0.2 for m in old.modules())
+    assert isinstance(old.context_blocks[0].norm, torch.nn.SyncBatchNorm)
+    assert isinstance(old.context_blocks[0].mixer.intra.local_norm, torch.nn.SyncBatchNorm)
+    with pytest.raises(TypeError, match='give only attn_drop_rate'):
+        small_neck(num_outs=4, attn_drop=0.2, attn_drop_rate=0.1)
+
+
+def test_checkpoints_with_the_old_block_names_load(tmp_path):
+    """Version 1 named the dual-stream blocks ds_blocks: such a state dict still loads, through
+    load_state_dict and mmengine's load_checkpoint."""
+    from mmengine.runner import load_checkpoint
+    src = small_neck(num_outs=4)
+    src.init_weights()
+    old = {k.replace('context_blocks.', 'ds_blocks.'): v for k, v in src.state_dict().items()}
+    assert any(k.startswith('ds_blocks.') for k in old)
+    dst = small_neck(num_outs=4)
+    dst.load_state_dict(old, strict=True)
+    torch.save({'state_dict': old}, tmp_path / 'v1.pth')
+    dst2 = small_neck(num_outs=4)
+    load_checkpoint(dst2, str(tmp_path / 'v1.pth'), strict=True)
+    for k, v in src.state_dict().items():
+        torch.testing.assert_close(dst.state_dict()[k], v, msg=k)
+        torch.testing.assert_close(dst2.state_dict()[k], v, msg=k)
+
+
+def test_fused_attention_switch_of_the_neck():
+    from dsnet_mm.models.backbones.dsnet import _AttentionModule, set_fused_attn
+
+    def flags(neck):
+        return {m.fused_attn for m in neck.modules() if isinstance(m, _AttentionModule)}
+    neck = small_neck(num_outs=4)
+    assert flags(neck) == {True} and flags(small_neck(num_outs=4, fused_attn=False)) == {False}
+    set_fused_attn(False, neck)
+    assert flags(neck) == {False}
+    with pytest.warns(DeprecationWarning, match='set_fused_attn'):
+        neck.set_fused_attention(True)
+    assert flags(neck) == {True}
