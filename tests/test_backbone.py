@@ -371,7 +371,7 @@ def test_one_fused_attention_switch():
     assert _fused_flags(DSNet('tiny')) == {True}
 
 
-# ------------------------------------------------------------------ one conversion of reference keys
+# ------------------------------------------------------------ one conversion of reference keys
 
 def test_checkpoint_filter_fn_returns_our_names_as_they_are():
     from dsnet_mm.models.backbones.dsnet import checkpoint_filter_fn
@@ -426,7 +426,8 @@ def test_every_loading_path_converts_through_checkpoint_filter_fn(tmp_path, monk
     from dsnet_to_mmpretrain import convert
     state_dict, meta = convert(str(path))
     assert calls == ['NoneType'] and meta['num_classes'] == 1000
-    torch.testing.assert_close(state_dict['backbone.stages.2.3.mixer.inter.global_proj.weight'], want)
+    torch.testing.assert_close(
+        state_dict['backbone.stages.2.3.mixer.inter.global_proj.weight'], want)
     # a state dict of this implementation (version 2) is not even looked at
     calls.clear()
     DSNet('tiny').load_state_dict(model.state_dict())

@@ -128,7 +128,8 @@ def test_dual_stream_blocks_change_the_output():
 def test_same_fpn_parameters_as_mmdet(extra):
     from mmdet.models.necks import FPN
     kw = dict(in_channels=IN_CH, out_channels=256, num_outs=5, add_extra_convs=extra)
-    ours = {k: v.shape for k, v in DSFPN(**kw).state_dict().items() if not k.startswith('context_blocks.')}
+    ours = {k: v.shape for k, v in DSFPN(**kw).state_dict().items()
+            if not k.startswith('context_blocks.')}
     theirs = {k: v.shape for k, v in FPN(**kw).state_dict().items()}
     assert ours == theirs
     # and nothing else besides the dual-stream blocks
@@ -192,7 +193,8 @@ def test_three_inputs_without_strides_are_refused():
     with pytest.raises(ValueError, match=r'in_strides.*\(4, 8, 16\) for out_indices=\(0, 1, 2\)'):
         small_neck(in_channels=IN_CH[:3], num_outs=3)
     neck = small_neck(in_channels=IN_CH[:3], num_outs=3, in_strides=(4, 8, 16)).eval()
-    assert [b.mixer.intra.global_ratio for b in neck.context_blocks] == [8, 4, 2]   # 1/32 of the image
+    # 1/32 of the image
+    assert [b.mixer.intra.global_ratio for b in neck.context_blocks] == [8, 4, 2]
     outs = neck(feats(64, 96, channels=IN_CH[:3], strides=(4, 8, 16)))
     assert [tuple(o.shape[-2:]) for o in outs] == [(16, 24), (8, 12), (4, 6)]
 
@@ -204,7 +206,7 @@ def test_inputs_of_the_wrong_widths_name_both():
         neck(feats(64, 96, channels=[256, 512, 1024, 2048]))
 
 
-# ------------------------------------------------------------------ built on mmdet's FPN, one vocabulary
+# ------------------------------------------------------------ built on mmdet's FPN, one vocabulary
 
 def test_extends_mmdets_fpn():
     from mmdet.models.necks import FPN

@@ -2,12 +2,12 @@
 
 The paper (Mao et al., NeurIPS 2021, Sec. 3.4) adds a "Dual-stream FPN to further enhance
 contextual information for downstream dense predictions" but never published its exact layout.
-**This is dsnet_mm's design**, not a reproduction: mmdet's FPN (the class is extended, not copied),
-plus one dual-stream block after the top-down sum at every backbone level. The block is the backbone's own ``DualStreamMixer`` (no
-copy): the local half through a depthwise 3x3 at full resolution, the global half resized to 1/32
-of the image (``global_ratio = 32 / stride``: 8, 4, 2, 1 for P2..P5) through self-attention, co-
-attention both ways, concat + 1x1 conv, residual. Global context therefore reaches every level at
-a cost linear in its size, while the local stream keeps small objects sharp.
+**This is dsnet_mm's design**, not a reproduction: mmdet's FPN (extended), plus one dual-stream
+block after the top-down sum at every backbone level. The block is the backbone's own
+``DualStreamMixer``: the local half through a depthwise 3x3 at full resolution, the global half
+resized to 1/32 of the image (``global_ratio = 32 / stride``: 8, 4, 2, 1 for P2..P5) through
+self-attention, co-attention both ways, concat + 1x1 conv, residual. Global context therefore
+reaches every level at a cost linear in its size, while the local stream keeps small objects sharp.
 
 Signature and outputs are mmdet's ``FPN``'s, so a config switches with ``type='DSFPN'`` alone.
 """
@@ -91,10 +91,9 @@ def _check_arguments(in_channels, out_channels, num_outs, start_level, end_level
 
 
 class DSFPN(FPN):
-    """Dual-stream FPN (dsnet_mm's design of the paper's DS-FPN; see the module docstring).
-
-    mmdet's ``FPN`` builds the lateral and output convs and the extra levels; DSFPN adds a
-    ``DualStreamContext`` per backbone level and runs it in the top-down path.
+    """Dual-stream FPN (see the module docstring): mmdet's ``FPN`` builds the lateral and output
+    convs and the extra levels; DSFPN adds a ``DualStreamContext`` per backbone level and runs it
+    in the top-down path.
 
     One class is registered in mmdet and mmseg. It is built on mmdet's ``FPN``, not on mmseg's:
     mmseg's has the same layers and forward but another signature (its deprecated
