@@ -177,7 +177,7 @@ class DSFPN(FPN):
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args, **kwargs):
         """Checkpoints of version 1 keep loading: ``ds_blocks.*`` -> ``context_blocks.*``."""
-        if (local_metadata.get('version') or 1) < 2:
+        if (local_metadata.get('version') or 1) < self._version:
             old = prefix + 'ds_blocks.'
             for k in [k for k in state_dict if k.startswith(old)]:
                 state_dict[prefix + 'context_blocks.' + k[len(old):]] = state_dict.pop(k)
