@@ -4,7 +4,8 @@ the config scopes (``mmseg::``) resolvable on the OneDL stack.
 Each library is registered on its own and guarded with ``except Exception``: a missing library
 raises ImportError, but a broken one raises anything (a torchvision built for another torch raises
 RuntimeError, mmdet with the wrong mmcv raises AssertionError), and it must never stop the others.
-Only ``<lib>.registry`` is imported, which is cheap and needs no compiled mmcv ops.
+So is each class: ``DSNet`` needs only ``<lib>.registry`` (cheap, no compiled mmcv ops), while
+``DSFPN`` extends mmdet's ``FPN`` and so imports ``mmdet.models``.
 """
 import importlib
 import importlib.metadata
@@ -23,14 +24,9 @@ _registered = {}   # scope -> list of class names registered
 _failed = {}       # scope -> error message
 
 
-def _model_classes():
-    from .models import DSFPN, DSNet
-    return {'DSNet': DSNet, 'DSFPN': DSFPN}
-
-
 def register_all():
     """Register every class into every importable scope; idempotent."""
-    classes = _model_classes()
+    from . import models
     for scope, names in _TARGETS.items():
         if scope in _registered:
             continue
@@ -43,10 +39,18 @@ def register_all():
             _failed[scope] = f'{scope} failed to import: {type(e).__name__}: {e}'
             warnings.warn(f'dsnet_mm: not registered in {scope}: {_failed[scope]}')
             continue
+        _registered[scope], problems = [], []
         for name in names:
-            registry.register_module(module=classes[name], force=True)
-        _registered[scope] = list(names)
-        _failed.pop(scope, None)
+            try:   # DSFPN extends mmdet's FPN: it imports mmdet.models, which may be broken
+                registry.register_module(module=getattr(models, name), force=True)
+                _registered[scope].append(name)
+            except Exception as e:
+                problems.append(f'{name} not registered ({type(e).__name__}: {e})')
+        if problems:
+            _failed[scope] = '; '.join(problems)
+            warnings.warn(f'dsnet_mm: in {scope}: {_failed[scope]}')
+        else:
+            _failed.pop(scope, None)
 
 
 def registered_scopes():

@@ -312,3 +312,123 @@ def test_flop_breakdown_sees_every_module():
     assert by_module['stages.0.0.mixer.inter.local_qkv'] == 16 * 16 * 32 * 96
     assert by_module[''] == sum(by_module[f'stages.{i}'] for i in range(4)) + \
         sum(by_module[f'patch_embeds.{i}'] for i in range(4)) + by_module['norm']
+
+
+# ------------------------------------------------------------------ one vocabulary, old names
+
+def test_global_strides_are_global_ratios_times_the_stage_strides():
+    new = DSNet('tiny', global_strides=(32, 32, 32, 32))
+    with pytest.warns(DeprecationWarning, match='global_ratios.*global_strides'):
+        old = DSNet('tiny', global_ratios=(8, 4, 2, 1))
+    assert new.global_ratios == old.global_ratios == (8, 4, 2, 1)
+    assert new.global_strides == old.global_strides == (32, 32, 32, 32)
+    assert DSNet('tiny').global_strides == (32, 32, 32, 64)   # the reference's default
+    old.load_state_dict(new.state_dict())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(new.eval()(x), old.eval()(x)):
+            torch.testing.assert_close(a, b)
+    with pytest.raises(TypeError, match='give only global_strides'):
+        DSNet('tiny', global_ratios=(8, 4, 2, 1), global_strides=(32, 32, 32, 32))
+    with pytest.raises(ValueError, match=r'global_strides must be 4 integers, each a multiple'):
+        DSNet('tiny', global_strides=(32, 32, 24, 64))
+
+
+def test_norm_cfg_reaches_every_map_norm():
+    default = DSNet('tiny')
+    sync = DSNet('tiny', norm_cfg=dict(type='SyncBN'))
+    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in default.modules())
+    assert n_bn == 1 + 4 * 9   # the final norm; norm1, norm2 and two local-stream norms per block
+    assert sum(isinstance(m, nn.SyncBatchNorm) for m in sync.modules()) == n_bn
+    assert list(sync.state_dict()) == list(default.state_dict())
+
+
+def test_channels_last_is_an_argument():
+    assert DSNet('tiny').channels_last
+    assert not DSNet('tiny', channels_last=False).channels_last
+
+
+def _fused_flags(model):
+    from dsnet_mm.models.backbones.dsnet import _AttentionModule
+    return {m.fused_attn for m in model.modules() if isinstance(m, _AttentionModule)}
+
+
+def test_one_fused_attention_switch():
+    from dsnet_mm.models.backbones.dsnet import set_fused_attn
+    model = DSNet('tiny')
+    assert _fused_flags(model) == {True}
+    set_fused_attn(False, model)               # a built model
+    assert _fused_flags(model) == {False}
+    with pytest.warns(DeprecationWarning, match=r'set_fused_attention\(\).*set_fused_attn'):
+        model.set_fused_attention(True)
+    assert _fused_flags(model) == {True}
+    try:
+        set_fused_attn(False)                  # the default of models built from now on
+        assert _fused_flags(DSNet('tiny')) == {False}
+        assert _fused_flags(DSNet('tiny', fused_attn=True)) == {True}   # the argument wins
+    finally:
+        set_fused_attn(True)
+    assert _fused_flags(DSNet('tiny')) == {True}
+
+
+# ------------------------------------------------------------ one conversion of reference keys
+
+def test_checkpoint_filter_fn_returns_our_names_as_they_are():
+    from dsnet_mm.models.backbones.dsnet import checkpoint_filter_fn
+    sd = DSNet('tiny').state_dict()
+    assert checkpoint_filter_fn(sd) is sd
+    ref = ReferenceDSNet('tiny').state_dict()
+    assert 'head.weight' in checkpoint_filter_fn(ref)
+    assert not any(k.startswith('head.') for k in checkpoint_filter_fn(ref, DSNet('tiny')))
+
+
+def test_every_loading_path_converts_through_checkpoint_filter_fn(tmp_path, monkeypatch,
+                                                                  repo_root):
+    """init_cfg Pretrained, load_state_dict, mmengine's load_checkpoint and the converter tool
+    all take reference names, through the one function."""
+    import os.path as osp
+    import sys
+
+    from mmengine.runner import load_checkpoint
+
+    import dsnet_mm.models.backbones.dsnet as dsnet
+    calls = []
+    real = dsnet.checkpoint_filter_fn
+
+    def counting(state_dict, model=None):
+        calls.append(type(model).__name__)
+        return real(state_dict, model)
+
+    monkeypatch.setattr(dsnet, 'checkpoint_filter_fn', counting)
+    ref = randomize_(ReferenceDSNet('tiny'))
+    path = tmp_path / 'ref.pth'
+    torch.save({'model': ref.state_dict()}, path)
+    want = ref.blocks3[3].fuse_channel_sa.weight
+
+    def loaded(model):
+        torch.testing.assert_close(model.stages[2][3].mixer.inter.global_proj.weight, want)
+        return True
+
+    model = DSNet('tiny', init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    model.init_weights()
+    assert loaded(model) and calls and set(calls) == {'DSNet'}
+    calls.clear()
+    model = DSNet('tiny')
+    model.load_state_dict(ref.state_dict())   # the reference's classifier head is dropped
+    assert loaded(model) and calls == ['DSNet']
+    calls.clear()
+    model = DSNet('tiny')
+    torch.save({'state_dict': ref.state_dict()}, tmp_path / 'ref_state_dict.pth')   # head included
+    load_checkpoint(model, str(tmp_path / 'ref_state_dict.pth'), strict=True)
+    assert loaded(model) and calls == ['DSNet']
+    calls.clear()
+    sys.path.insert(0, osp.join(repo_root, 'tools', 'model_converters'))
+    from dsnet_to_mmpretrain import convert
+    state_dict, meta = convert(str(path))
+    assert calls == ['NoneType'] and meta['num_classes'] == 1000
+    torch.testing.assert_close(
+        state_dict['backbone.stages.2.3.mixer.inter.global_proj.weight'], want)
+    # a state dict of this implementation (version 2) is not even looked at
+    calls.clear()
+    DSNet('tiny').load_state_dict(model.state_dict())
+    assert calls == []

@@ -26,8 +26,8 @@ def small_neck(**kw):
 
 def test_design_of_section5():
     neck = DSFPN(IN_CH, 256, 5)
-    assert len(neck.ds_blocks) == 4
-    for block, ratio in zip(neck.ds_blocks, (8, 4, 2, 1)):
+    assert len(neck.context_blocks) == 4
+    for block, ratio in zip(neck.context_blocks, (8, 4, 2, 1)):
         assert isinstance(block.mixer, DualStreamMixer)   # the backbone's own module
         assert block.mixer.intra.global_ratio == ratio     # global stream at 1/32 of the image
         assert block.mixer.intra.num_heads == 4 and block.mixer.inter.num_heads == 4
@@ -53,18 +53,18 @@ def test_start_and_end_level():
     neck = small_neck(start_level=1, num_outs=5, add_extra_convs='on_input').eval()
     outs = neck(feats(64, 96))
     assert [tuple(o.shape[-2:]) for o in outs] == [(8, 12), (4, 6), (2, 3), (1, 2), (1, 1)]
-    assert [b.mixer.intra.global_ratio for b in neck.ds_blocks] == [4, 2, 1]
+    assert [b.mixer.intra.global_ratio for b in neck.context_blocks] == [4, 2, 1]
 
     neck = small_neck(start_level=1, end_level=2, num_outs=2).eval()
     outs = neck(feats(64, 96))
     assert [tuple(o.shape[-2:]) for o in outs] == [(8, 12), (4, 6)]
-    assert len(neck.lateral_convs) == 2 and len(neck.ds_blocks) == 2
+    assert len(neck.lateral_convs) == 2 and len(neck.context_blocks) == 2
 
     # three inputs (backbone out_indices=(1, 2, 3)): their strides must be given
     neck = small_neck(in_channels=IN_CH[1:], num_outs=5, add_extra_convs='on_output',
                       in_strides=(8, 16, 32)).eval()
     assert neck.in_strides == [8, 16, 32]
-    assert [b.mixer.intra.global_ratio for b in neck.ds_blocks] == [4, 2, 1]
+    assert [b.mixer.intra.global_ratio for b in neck.context_blocks] == [4, 2, 1]
     outs = neck(feats(64, 96, channels=IN_CH[1:], strides=(8, 16, 32)))
     assert [tuple(o.shape[-2:]) for o in outs] == [(8, 12), (4, 6), (2, 3), (1, 2), (1, 1)]
 
@@ -109,14 +109,14 @@ def test_dual_stream_blocks_change_the_output():
     ins = feats(64, 96)
     with torch.no_grad():
         before = neck(ins)
-        for b in neck.ds_blocks:
+        for b in neck.context_blocks:
             b.mixer.proj_out.weight.zero_()
             b.mixer.proj_out.bias.zero_()
         after = neck(ins)
     from mmdet.models.necks import FPN
     fpn = FPN(IN_CH, 64, 4).eval()
     fpn.load_state_dict({k: v for k, v in neck.state_dict().items()
-                         if not k.startswith('ds_blocks.')})
+                         if not k.startswith('context_blocks.')})
     with torch.no_grad():
         plain = fpn(ins)
     for a, b, p in zip(before, after, plain):
@@ -128,11 +128,12 @@ def test_dual_stream_blocks_change_the_output():
 def test_same_fpn_parameters_as_mmdet(extra):
     from mmdet.models.necks import FPN
     kw = dict(in_channels=IN_CH, out_channels=256, num_outs=5, add_extra_convs=extra)
-    ours = {k: v.shape for k, v in DSFPN(**kw).state_dict().items() if not k.startswith('ds_blocks.')}
+    ours = {k: v.shape for k, v in DSFPN(**kw).state_dict().items()
+            if not k.startswith('context_blocks.')}
     theirs = {k: v.shape for k, v in FPN(**kw).state_dict().items()}
     assert ours == theirs
     # and nothing else besides the dual-stream blocks
-    assert all(k.startswith(('lateral_convs.', 'fpn_convs.', 'ds_blocks.'))
+    assert all(k.startswith(('lateral_convs.', 'fpn_convs.', 'context_blocks.'))
                for k in DSFPN(**kw).state_dict())
 
 
@@ -192,7 +193,8 @@ def test_three_inputs_without_strides_are_refused():
     with pytest.raises(ValueError, match=r'in_strides.*\(4, 8, 16\) for out_indices=\(0, 1, 2\)'):
         small_neck(in_channels=IN_CH[:3], num_outs=3)
     neck = small_neck(in_channels=IN_CH[:3], num_outs=3, in_strides=(4, 8, 16)).eval()
-    assert [b.mixer.intra.global_ratio for b in neck.ds_blocks] == [8, 4, 2]   # 1/32 of the image
+    # 1/32 of the image
+    assert [b.mixer.intra.global_ratio for b in neck.context_blocks] == [8, 4, 2]
     outs = neck(feats(64, 96, channels=IN_CH[:3], strides=(4, 8, 16)))
     assert [tuple(o.shape[-2:]) for o in outs] == [(16, 24), (8, 12), (4, 6)]
 
@@ -202,3 +204,61 @@ def test_inputs_of_the_wrong_widths_name_both():
     neck = small_neck(num_outs=5).eval()
     with pytest.raises(ValueError, match=r'DSFPN.*\[64, 128, 320, 512\].*\[256, 512, 1024, 2048\]'):
         neck(feats(64, 96, channels=[256, 512, 1024, 2048]))
+
+
+# ------------------------------------------------------------ built on mmdet's FPN, one vocabulary
+
+def test_extends_mmdets_fpn():
+    from mmdet.models.necks import FPN
+    neck = small_neck(num_outs=5, add_extra_convs='on_input')
+    assert isinstance(neck, FPN)
+    assert neck.add_extra_convs == 'on_input' and neck.backbone_end_level == 4
+
+
+def test_old_argument_names_warn_and_mean_the_new_ones():
+    new = small_neck(num_outs=4, context_norm_cfg=dict(type='SyncBN'), attn_drop_rate=0.2)
+    with pytest.warns(DeprecationWarning) as record:
+        old = small_neck(num_outs=4, ds_norm_cfg=dict(type='SyncBN'), attn_drop=0.2)
+    said = ' '.join(str(w.message) for w in record)
+    assert 'ds_norm_cfg' in said and 'context_norm_cfg' in said
+    assert 'attn_drop' in said and 'attn_drop_rate' in said
+    for a, b in zip(new.modules(), old.modules()):
+        assert type(a) is type(b)
+        assert getattr(a, 'attn_drop_rate', None) == getattr(b, 'attn_drop_rate', None)
+    assert any(getattr(m, 'attn_drop_rate', 0) == 0.2 for m in old.modules())
+    assert isinstance(old.context_blocks[0].norm, torch.nn.SyncBatchNorm)
+    assert isinstance(old.context_blocks[0].mixer.intra.local_norm, torch.nn.SyncBatchNorm)
+    with pytest.raises(TypeError, match='give only attn_drop_rate'):
+        small_neck(num_outs=4, attn_drop=0.2, attn_drop_rate=0.1)
+
+
+def test_checkpoints_with_the_old_block_names_load(tmp_path):
+    """Version 1 named the dual-stream blocks ds_blocks: such a state dict still loads, through
+    load_state_dict and mmengine's load_checkpoint."""
+    from mmengine.runner import load_checkpoint
+    src = small_neck(num_outs=4)
+    src.init_weights()
+    old = {k.replace('context_blocks.', 'ds_blocks.'): v for k, v in src.state_dict().items()}
+    assert any(k.startswith('ds_blocks.') for k in old)
+    dst = small_neck(num_outs=4)
+    dst.load_state_dict(old, strict=True)
+    torch.save({'state_dict': old}, tmp_path / 'v1.pth')
+    dst2 = small_neck(num_outs=4)
+    load_checkpoint(dst2, str(tmp_path / 'v1.pth'), strict=True)
+    for k, v in src.state_dict().items():
+        torch.testing.assert_close(dst.state_dict()[k], v, msg=k)
+        torch.testing.assert_close(dst2.state_dict()[k], v, msg=k)
+
+
+def test_fused_attention_switch_of_the_neck():
+    from dsnet_mm.models.backbones.dsnet import _AttentionModule, set_fused_attn
+
+    def flags(neck):
+        return {m.fused_attn for m in neck.modules() if isinstance(m, _AttentionModule)}
+    neck = small_neck(num_outs=4)
+    assert flags(neck) == {True} and flags(small_neck(num_outs=4, fused_attn=False)) == {False}
+    set_fused_attn(False, neck)
+    assert flags(neck) == {False}
+    with pytest.warns(DeprecationWarning, match='set_fused_attn'):
+        neck.set_fused_attention(True)
+    assert flags(neck) == {True}

@@ -202,7 +202,7 @@ def load_checkpoint_strict(module: torch.nn.Module, filename: str, prefix: Optio
         prefix: keep only the keys under it and strip it (``'backbone.'`` for a classifier or a
             detector checkpoint); None takes the whole dict; ``'auto'`` is ``'backbone.'`` when
             the file has such keys, else None.
-        convert: ``fn(state_dict) -> (state_dict, extra)`` applied after the prefix (e.g. the
+        convert: ``fn(state_dict) -> state_dict`` applied after the prefix (e.g. the
             reference DS-Net names -> ours).
         hint: ``fn(state_dict, missing, unexpected, mis_shaped) -> str | None`` for the error.
         missing_hint: what to do when the file does not exist (default: backbone-weights advice).
@@ -225,7 +225,7 @@ def load_checkpoint_strict(module: torch.nn.Module, filename: str, prefix: Optio
                 'tools/model_converters/dsnet_to_mmpretrain.py.')
         sd = sub
     if convert is not None:
-        sd = convert(sd)[0]
+        sd = convert(sd)
     n = check_state_dict_fits(module, sd, name, hint)
     module.load_state_dict(sd, strict=True)
     if logger is None:

@@ -38,7 +38,7 @@ def build_classifier(arch: str, num_classes: int):
 
 def convert(src: str):
     """Returns ``(state_dict, meta)`` of the mmpretrain checkpoint."""
-    from dsnet_mm.models.backbones.dsnet import (convert_dsnet_reference, detect_arch,
+    from dsnet_mm.models.backbones.dsnet import (checkpoint_filter_fn, detect_arch,
                                                  is_paddle_layout)
     from dsnet_mm.utils import extract_state_dict, read_checkpoint
 
@@ -52,13 +52,15 @@ def convert(src: str):
         raise ValueError(f'{src} is not a DS-Net reference checkpoint: its keys start with '
                          f'{sorted({k.split(".")[0] for k in raw})[:6]}, expected patch_embed1..4, '
                          'blocks1..4, norm, head')
-    backbone, head = convert_dsnet_reference(raw)
-    arch = detect_arch(backbone)
-    state_dict = {f'backbone.{k}': v for k, v in backbone.items()}
-    state_dict.update({f'head.fc.{k}': v for k, v in head.items()})
+    converted = checkpoint_filter_fn(raw)
+    arch = detect_arch(converted)
+    # the reference's classifier is mmpretrain's LinearClsHead ``head.fc``
+    state_dict = {(f'head.fc.{k[5:]}' if k.startswith('head.') else f'backbone.{k}'): v
+                  for k, v in converted.items()}
     meta = dict(arch=arch, source=osp.basename(src),
                 source_layout='paddleclas' if is_paddle_layout(raw) else 'pytorch-reference',
-                num_classes=int(head['weight'].shape[0]) if 'weight' in head else None,
+                num_classes=(int(state_dict['head.fc.weight'].shape[0])
+                             if 'head.fc.weight' in state_dict else None),
                 converted_by='dsnet_mm tools/model_converters/dsnet_to_mmpretrain.py',
                 time=time.strftime('%Y-%m-%d %H:%M:%S'))
     return state_dict, meta

@@ -6,19 +6,21 @@ Inter-scale Alignment), the DS-Block, the backbone, then conversion of the publi
 The computation is the public reference's (a timm/DeiT port and PaddleClas agree to 0.1 M params),
 operation for operation, so converted reference weights give the same outputs. What differs is
 only how it runs: fused attention (``F.scaled_dot_product_attention``), any input size, and
-parameter names that say what they are (``convert_dsnet_reference`` maps the reference names).
+parameter names that say what they are (``checkpoint_filter_fn`` maps the reference names, for
+every way weights are loaded).
 """
 import copy
 import numbers
 import re
-import warnings
 from collections import OrderedDict
+from functools import partial
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
+from mmcv.cnn import build_norm_layer
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import PretrainedInit, initialize, trunc_normal_
@@ -26,6 +28,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...utils import DropPath, load_checkpoint_strict
 from ...utils.checkpoint import _examples
+from ...utils.deprecation import renamed_argument, warn_deprecated
 
 # --------------------------------------------------------------------------------------------
 # Attention
@@ -92,20 +95,43 @@ def needs_resize(src_hw, dst_hw) -> bool:
     return torch.jit.is_tracing() or tuple(src_hw) != tuple(dst_hw)
 
 
-class _AttentionModule(nn.Module):
-    """Holds the switch between fused and explicit attention (see ``set_fused_attention``)."""
-    fused_attn = True
-
-    def _attend(self, q, k, v):
-        p = self.attn_drop if self.training else 0.
-        return multi_head_attention(q, k, v, p, self.fused_attn)
+_USE_FUSED_ATTN = True   # what attention modules built from now on use (``set_fused_attn``)
 
 
-def set_fused_attention(module: nn.Module, enabled: bool = True):
-    """Switch every DS-Net attention inside ``module`` between SDPA (True) and the explicit path."""
+def set_fused_attn(enable: bool = True, module: Optional[nn.Module] = None):
+    """The one switch between SDPA (True) and the explicit softmax(QK^T/sqrt d)V (False).
+
+    With ``module``, every DS-Net attention inside it (a built backbone or neck) switches;
+    without, the default of the attention modules built from now on (as timm's
+    ``set_fused_attn``). Each attention module keeps its own ``fused_attn`` attribute.
+    """
+    if module is None:
+        global _USE_FUSED_ATTN
+        _USE_FUSED_ATTN = bool(enable)
+        return
     for m in module.modules():
         if isinstance(m, _AttentionModule):
-            m.fused_attn = bool(enabled)
+            m.fused_attn = bool(enable)
+
+
+def _deprecated_set_fused_attention(self, enabled: bool = True):
+    """Deprecated spelling of ``set_fused_attn(enabled, model)``."""
+    warn_deprecated(type(self).__name__, 'set_fused_attention()', 'set_fused_attn(enable, model) '
+                    'from dsnet_mm.models.backbones.dsnet')
+    set_fused_attn(enabled, self)
+
+
+class _AttentionModule(nn.Module):
+    """An attention with its own ``fused_attn`` switch (see ``set_fused_attn``)."""
+
+    def __init__(self, attn_drop_rate: float):
+        super().__init__()
+        self.attn_drop_rate = attn_drop_rate
+        self.fused_attn = _USE_FUSED_ATTN
+
+    def _attend(self, q, k, v):
+        p = self.attn_drop_rate if self.training else 0.
+        return multi_head_attention(q, k, v, p, self.fused_attn)
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,15 +186,16 @@ class IntraScalePropagation(_AttentionModule):
         channels (int): width of each stream (half the block width).
         num_heads (int): heads of the global self-attention.
         global_ratio (int): downsampling of the global stream relative to this stage's map.
-        attn_drop (float): attention dropout (the reference hard-codes 0.1).
+        attn_drop_rate (float): attention dropout (the reference hard-codes 0.1).
+        norm_cfg (dict): norm of the local stream. Defaults to ``dict(type='BN')``.
     """
 
-    def __init__(self, channels: int, num_heads: int, global_ratio: int, attn_drop: float = 0.1):
-        super().__init__()
+    def __init__(self, channels: int, num_heads: int, global_ratio: int,
+                 attn_drop_rate: float = 0.1, norm_cfg: dict = dict(type='BN')):
+        super().__init__(attn_drop_rate)
         self.num_heads = num_heads
         self.global_ratio = global_ratio
-        self.attn_drop = attn_drop
-        self.local_norm = nn.BatchNorm2d(channels)
+        self.local_norm = build_norm_layer(norm_cfg, channels)[1]
         self.local_conv = nn.Conv2d(channels, channels, 3, padding=1, groups=channels)
         self.global_norm = nn.LayerNorm(channels)
         # q, k, v straight from the normed tokens; the reference has no output projection here.
@@ -195,14 +222,15 @@ class InterScaleAlignment(_AttentionModule):
     Args:
         channels (int): width of each stream.
         num_heads (int): attention heads (head dim = channels / num_heads).
-        attn_drop (float): attention dropout (the reference hard-codes 0.1).
+        attn_drop_rate (float): attention dropout (the reference hard-codes 0.1).
+        norm_cfg (dict): norm of the local stream. Defaults to ``dict(type='BN')``.
     """
 
-    def __init__(self, channels: int, num_heads: int, attn_drop: float = 0.1):
-        super().__init__()
+    def __init__(self, channels: int, num_heads: int, attn_drop_rate: float = 0.1,
+                 norm_cfg: dict = dict(type='BN')):
+        super().__init__(attn_drop_rate)
         self.num_heads = num_heads
-        self.attn_drop = attn_drop
-        self.local_norm = nn.BatchNorm2d(channels)
+        self.local_norm = build_norm_layer(norm_cfg, channels)[1]
         self.local_qkv = TokenPointwiseConv(channels, 3 * channels)
         self.global_norm = nn.LayerNorm(channels)
         self.global_qkv = nn.Linear(channels, 3 * channels)
@@ -224,17 +252,18 @@ class DualStreamMixer(nn.Module):
     """The token mixer of a DS-Block: 1x1 conv, split into streams, Intra-scale Propagation,
     Inter-scale Alignment, global stream back to full resolution, concat [local, global], 1x1 conv.
 
-    Shared by the backbone's ``DSBlock`` and the ``DSFPN`` neck.
+    Shared by the backbone's ``DSBlock`` and the ``DSFPN`` neck. Arguments as ``DSBlock``'s.
     """
 
-    def __init__(self, channels: int, num_heads: int, global_ratio: int, attn_drop: float = 0.1):
+    def __init__(self, channels: int, num_heads: int, global_ratio: int,
+                 attn_drop_rate: float = 0.1, norm_cfg: dict = dict(type='BN')):
         super().__init__()
         assert channels % 2 == 0, f'a dual-stream mixer needs an even width, got {channels}'
         half = channels // 2
         assert half % num_heads == 0, f'{half} stream channels do not split into {num_heads} heads'
         self.proj_in = StreamSplitConv(channels)   # -> (global half, local half)
-        self.intra = IntraScalePropagation(half, num_heads, global_ratio, attn_drop)
-        self.inter = InterScaleAlignment(half, num_heads, attn_drop)
+        self.intra = IntraScalePropagation(half, num_heads, global_ratio, attn_drop_rate, norm_cfg)
+        self.inter = InterScaleAlignment(half, num_heads, attn_drop_rate, norm_cfg)
         self.proj_out = nn.Conv2d(channels, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -270,18 +299,21 @@ class DSBlock(nn.Module):
         mlp_ratio (float): ConvFFN hidden width / C.
         global_ratio (int): downsampling of the global stream relative to this stage.
         drop_path (float): stochastic depth rate of this block.
-        attn_drop (float): attention dropout.
+        attn_drop_rate (float): attention dropout.
         with_cp (bool): non-reentrant activation checkpointing of the whole block.
+        norm_cfg (dict): every norm of the block on maps (the token LayerNorms stay LayerNorms).
+            Defaults to ``dict(type='BN')``, the reference's.
     """
 
     def __init__(self, channels: int, num_heads: int, mlp_ratio: float = 4., global_ratio: int = 2,
-                 drop_path: float = 0., attn_drop: float = 0.1, with_cp: bool = False):
+                 drop_path: float = 0., attn_drop_rate: float = 0.1, with_cp: bool = False,
+                 norm_cfg: dict = dict(type='BN')):
         super().__init__()
         self.with_cp = with_cp
         self.pos_embed = nn.Conv2d(channels, channels, 3, padding=1, groups=channels)
-        self.norm1 = nn.BatchNorm2d(channels)
-        self.mixer = DualStreamMixer(channels, num_heads, global_ratio, attn_drop)
-        self.norm2 = nn.BatchNorm2d(channels)
+        self.norm1 = build_norm_layer(norm_cfg, channels)[1]
+        self.mixer = DualStreamMixer(channels, num_heads, global_ratio, attn_drop_rate, norm_cfg)
+        self.norm2 = build_norm_layer(norm_cfg, channels)[1]
         self.ffn = ConvFFN(channels, int(channels * mlp_ratio))
         self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
 
@@ -335,10 +367,12 @@ class DSNet(BaseModule):
             dict with ``channels``, ``depths``, ``num_heads`` (4 entries each), optionally
             ``mlp_ratio``. Defaults to ``'small'``.
         in_channels (int): input image channels. Defaults to 3.
-        global_ratios (Sequence[int]): per stage, how much the global stream is downsampled
-            relative to the stage's map. The reference uses (8, 4, 2, 2): 1/32 of the image in
-            stages 1-3 and 1/64 in stage 4; (8, 4, 2, 1) keeps 1/32 everywhere, as the paper
-            says. Weights do not depend on it.
+        global_strides (Sequence[int]): per stage, the stride of the global stream relative to
+            the image (a multiple of the stage's stride 4, 8, 16, 32), as ``DSFPN``'s
+            ``global_stride``. The reference uses (32, 32, 32, 64); (32, 32, 32, 32) keeps 1/32
+            everywhere, as the paper says. Weights do not depend on it. Replaces
+            ``global_ratios`` (deprecated: the same per stage relative to the stage's map,
+            (8, 4, 2, 2) for the reference).
         out_indices (Sequence[int] | int): distinct stages (0-3) whose maps are returned, at
             strides 4, 8, 16, 32. ``-1`` means the last. The maps always come in stage order
             (the indices are sorted). Defaults to ``(0, 1, 2, 3)``.
@@ -348,6 +382,9 @@ class DSNet(BaseModule):
         drop_path_schedule (str): ``'linear'`` over all blocks (standard), or ``'per_stage'``,
             the reference's schedule that restarts in each stage. Defaults to ``'linear'``.
         attn_drop_rate (float): attention dropout; the reference hard-codes 0.1.
+        norm_cfg (dict): the norms on maps, in every DS-Block and the final ``norm``
+            (``dict(type='SyncBN')`` for multi-GPU detection). Defaults to ``dict(type='BN')``,
+            the reference's BatchNorm.
         frozen_stages (int): -1 freezes nothing, 0 the first patch embedding, i >= 1 also the
             blocks of stages 1..i and the patch embedding of stage i+1 (the downsampling after a
             frozen stage is frozen with it, as in mmdet's Swin); 4 also freezes ``norm``. Frozen
@@ -355,8 +392,11 @@ class DSNet(BaseModule):
         norm_eval (bool): keep every BatchNorm in eval mode while training (frozen statistics).
             Defaults to False.
         with_cp (bool): activation checkpointing per block (non-reentrant, DDP-safe).
-        fused_attn (bool): use ``F.scaled_dot_product_attention``; False runs the explicit
-            softmax(QK^T)V (for checking and FLOP counting). Defaults to True.
+        fused_attn (bool, optional): use ``F.scaled_dot_product_attention``; False runs the
+            explicit softmax(QK^T)V (for checking and FLOP counting). None (default) takes the
+            process default of ``set_fused_attn`` (True unless changed).
+        channels_last (bool): run internally in channels-last memory (see ``forward``); layout
+            only, no effect on weights or results. Defaults to True.
         pretrained (str, optional): mmseg-style path (``EncoderDecoder(pretrained=...)`` sets
             it); same as ``init_cfg`` Pretrained with ``prefix='auto'``.
         init_cfg (dict | list[dict], optional): ``dict(type='Pretrained', checkpoint=PATH_OR_URL,
@@ -389,22 +429,28 @@ class DSNet(BaseModule):
     }
     num_stages = 4
     strides = (4, 8, 16, 32)
+    # 2: state dicts in this implementation's names. Anything older or without a version may be a
+    # reference / PaddleClas dict and goes through ``checkpoint_filter_fn`` when loaded.
+    _version = 2
 
     def __init__(self,
                  arch='small',
                  in_channels: int = 3,
-                 global_ratios: Sequence[int] = (8, 4, 2, 2),
+                 global_strides: Sequence[int] = (32, 32, 32, 64),
                  out_indices=(0, 1, 2, 3),
                  final_norm: bool = True,
                  drop_path_rate: float = 0.1,
                  drop_path_schedule: str = 'linear',
                  attn_drop_rate: float = 0.1,
+                 norm_cfg: dict = dict(type='BN'),
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  with_cp: bool = False,
-                 fused_attn: bool = True,
+                 fused_attn: Optional[bool] = None,
+                 channels_last: bool = True,
                  pretrained: Optional[str] = None,
-                 init_cfg: Optional[dict] = None):
+                 init_cfg: Optional[dict] = None,
+                 global_ratios: Optional[Sequence[int]] = None):
         if pretrained is not None:
             assert init_cfg is None, 'give either `pretrained` or `init_cfg`, not both'
             # mmseg's EncoderDecoder(pretrained=...) lands here: take a bare backbone file or
@@ -421,10 +467,8 @@ class DSNet(BaseModule):
         mlp_ratio = self.arch_settings.get('mlp_ratio', 4.)
         self.channels = list(channels)
 
-        global_ratios = tuple(global_ratios)
-        if len(global_ratios) != self.num_stages or any(int(r) < 1 for r in global_ratios):
-            raise ValueError(f'global_ratios must be 4 integers >= 1 (one per stage), got {global_ratios}')
-        self.global_ratios = global_ratios
+        self.global_ratios = self._parse_global_strides(global_strides, global_ratios)
+        self.global_strides = tuple(r * s for r, s in zip(self.global_ratios, self.strides))
         self.out_indices = self._parse_out_indices(out_indices)
         if not -1 <= frozen_stages <= self.num_stages:
             raise ValueError(f'frozen_stages must be in [-1, {self.num_stages}], got {frozen_stages}')
@@ -445,15 +489,15 @@ class DSNet(BaseModule):
             # 'per_stage' reproduces the reference: every stage restarts at rates[0].
             first = start if drop_path_schedule == 'linear' else 0
             self.stages.append(nn.Sequential(*[
-                DSBlock(channels[i], num_heads[i], mlp_ratio, global_ratios[i], rates[first + j],
-                        attn_drop_rate, with_cp) for j in range(depths[i])
+                DSBlock(channels[i], num_heads[i], mlp_ratio, self.global_ratios[i],
+                        rates[first + j], attn_drop_rate, with_cp, norm_cfg)
+                for j in range(depths[i])
             ]))
             start += depths[i]
-        self.norm = nn.BatchNorm2d(channels[-1])
-        # Memory layout only (no effect on weights or results); see ``forward``.
-        self.channels_last = True
-        self.set_fused_attention(fused_attn)
-        self._register_load_state_dict_pre_hook(self._convert_reference_keys_hook)
+        self.norm = build_norm_layer(norm_cfg, channels[-1])[1]
+        self.channels_last = channels_last
+        if fused_attn is not None:
+            set_fused_attn(fused_attn, self)
         self._freeze_stages()
 
     # -------------------------------------------------------------------- argument checking
@@ -481,6 +525,25 @@ class DSNet(BaseModule):
                                  f'{h} heads (arch {arch})')
         return copy.deepcopy(dict(arch))
 
+    def _parse_global_strides(self, global_strides, global_ratios):
+        """Per-stage downsampling of the global stream relative to the stage's map, from
+        ``global_strides`` or the deprecated ``global_ratios``."""
+        if global_ratios is not None:
+            global_ratios = tuple(renamed_argument('DSNet', 'global_ratios', global_ratios,
+                                                   'global_strides (stage stride x ratio)',
+                                                   tuple(global_strides), (32, 32, 32, 64)))
+            if len(global_ratios) != self.num_stages or any(int(r) < 1 for r in global_ratios):
+                raise ValueError(f'global_ratios must be 4 integers >= 1 (one per stage), got '
+                                 f'{global_ratios}')
+            return tuple(int(r) for r in global_ratios)
+        global_strides = tuple(global_strides)
+        if len(global_strides) != self.num_stages or any(
+                int(g) < s or int(g) % s for g, s in zip(global_strides, self.strides)):
+            raise ValueError(f'global_strides must be 4 integers, each a multiple of its stage\'s '
+                             f'stride {self.strides}, e.g. (32, 32, 32, 64) (the reference) or '
+                             f'(32, 32, 32, 32); got {global_strides}')
+        return tuple(int(g) // s for g, s in zip(global_strides, self.strides))
+
     def _parse_out_indices(self, out_indices):
         """Distinct stage indices in range, returned sorted: ``forward`` yields the maps in
         stage order (stride 4 first) whatever order they were given in, as mmdet's ResNet."""
@@ -507,10 +570,7 @@ class DSNet(BaseModule):
                              f'than once (-1 is stage 3); {allowed}')
         return tuple(sorted(parsed))
 
-    # -------------------------------------------------------------------- switches
-    def set_fused_attention(self, enabled: bool = True):
-        """Switch every attention in the model between SDPA (True) and the explicit path."""
-        set_fused_attention(self, enabled)
+    set_fused_attention = _deprecated_set_fused_attention
 
     # -------------------------------------------------------------------- forward
     def _check_batch_norm_fits(self, x):
@@ -607,7 +667,8 @@ class DSNet(BaseModule):
         if pretrained:
             cfg = pretrained[0]
             load_checkpoint_strict(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
-                                   convert=convert_dsnet_reference, hint=self._load_hint,
+                                   convert=partial(checkpoint_filter_fn, model=self),
+                                   hint=self._load_hint,
                                    map_location=cfg.get('map_location', 'cpu'),
                                    missing_hint=self._from_pretrained_arg_hint() or None)
         self._is_init = True
@@ -647,17 +708,18 @@ class DSNet(BaseModule):
             return 'the channel widths differ: the checkpoint comes from another arch dict'
         return None
 
-    @staticmethod
-    def _convert_reference_keys_hook(state_dict, prefix, local_metadata, strict, missing_keys,
-                                     unexpected_keys, error_msgs):
-        """Let ``load_state_dict`` take a reference (DeiT-port / PaddleClas) backbone dict too."""
-        own = [k for k in state_dict if k.startswith(prefix)]
-        if any(_REF_BLOCK_RE.match(k[len(prefix):]) or k[len(prefix):].startswith('patch_embed1.')
-               for k in own):
-            sub = OrderedDict((k[len(prefix):], state_dict.pop(k)) for k in own)
-            converted, _ = convert_dsnet_reference(sub)
-            for k, v in converted.items():
-                state_dict[prefix + k] = v
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args, **kwargs):
+        """``load_state_dict`` and mmengine's ``load_checkpoint`` take a reference (DeiT-port /
+        PaddleClas) backbone dict too: it is renamed here, before the tensors are copied."""
+        if (local_metadata.get('version') or 1) < self._version:
+            own = [k for k in state_dict if k.startswith(prefix)]
+            sub = OrderedDict((k[len(prefix):], state_dict[k]) for k in own)
+            converted = checkpoint_filter_fn(sub, self)
+            if converted is not sub:
+                for k in own:
+                    del state_dict[k]
+                state_dict.update((prefix + k, v) for k, v in converted.items())
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -665,6 +727,7 @@ class DSNet(BaseModule):
 # --------------------------------------------------------------------------------------------
 
 _REF_BLOCK_RE = re.compile(r'^blocks([1-4])\.(\d+)\.(.+)$')
+_REF_PATCH_EMBED_RE = re.compile(r'^patch_embed[1-4]\.proj\.')
 _DS_BLOCK_KEY_RE = re.compile(r'^stages\.\d\.\d+\.(mixer|pos_embed|ffn)\.')
 _REF_TO_OURS = OrderedDict([
     ('pos_embed.', 'pos_embed.'),
@@ -700,16 +763,26 @@ def is_paddle_layout(state_dict) -> bool:
     return any(k.endswith('._mean') or k.endswith('._variance') for k in state_dict)
 
 
-def convert_dsnet_reference(state_dict: Dict[str, 'torch.Tensor']):
-    """Reference DS-Net weights (PyTorch DeiT port or PaddleClas) -> ``(backbone, head)`` dicts.
+def _has_reference_names(state_dict) -> bool:
+    return any(_REF_BLOCK_RE.match(k) or _REF_PATCH_EMBED_RE.match(k) for k in state_dict)
 
-    ``backbone`` uses ``DSNet``'s names; ``head`` has ``weight``/``bias`` of the 1000-class
-    linear (empty if the file has none). Dicts already in our names pass through unchanged.
+
+def checkpoint_filter_fn(state_dict: Dict[str, 'torch.Tensor'], model: Optional[nn.Module] = None):
+    """Reference DS-Net weights (PyTorch DeiT port or PaddleClas) -> ``DSNet``'s names.
+
+    The one conversion every way of loading uses: ``init_cfg`` Pretrained, ``load_state_dict``
+    and mmengine's ``load_checkpoint`` (``DSNet._load_from_state_dict``), and
+    tools/model_converters. A dict already in our names is returned as it is (the same object).
     PaddleClas: BN ``_mean``/``_variance`` become ``running_mean``/``running_var`` (with a
-    ``num_batches_tracked``), and Linear weights stored [in, out] are transposed.
+    ``num_batches_tracked``), and Linear weights stored [in, out] are transposed. The
+    1000-class classifier stays as ``head.weight`` / ``head.bias``, unless ``model`` is given
+    and has no ``head`` (the ``DSNet`` backbone), which drops it.
     """
     paddle = is_paddle_layout(state_dict)
-    backbone, head = OrderedDict(), OrderedDict()
+    if not paddle and not _has_reference_names(state_dict):
+        return state_dict
+    keep_head = model is None or hasattr(model, 'head')
+    out = OrderedDict()
     for key, value in state_dict.items():
         value = torch.as_tensor(value)
         if paddle:
@@ -719,22 +792,32 @@ def convert_dsnet_reference(state_dict: Dict[str, 'torch.Tensor']):
             stage, idx, rest = int(m.group(1)) - 1, m.group(2), m.group(3)
             if paddle and rest.endswith('.weight') and rest.startswith(_REF_LINEARS):
                 value = value.t()
-            new = f'stages.{stage}.{idx}.{_ref_block_key(rest)}'
-        elif re.match(r'^patch_embed[1-4]\.proj\.', key):
-            new = f'patch_embeds.{int(key[11]) - 1}.{key[13:]}'
+            key = f'stages.{stage}.{idx}.{_ref_block_key(rest)}'
+        elif _REF_PATCH_EMBED_RE.match(key):
+            key = f'patch_embeds.{int(key[11]) - 1}.{key[13:]}'
         elif key.startswith('head.'):
+            if not keep_head:
+                continue
             if paddle and key.endswith('.weight'):
                 value = value.t()
-            head[key[5:]] = value
-            continue
-        else:
-            new = key   # 'norm.*' and keys already in our layout
-        backbone[new] = value
+        out[key] = value   # 'norm.*' and keys already in our layout as they are
     if paddle:   # PaddleClas keeps no BN step counter
-        for key in list(backbone):
+        for key in list(out):
             if key.endswith('.running_mean'):
-                backbone.setdefault(key[:-len('running_mean')] + 'num_batches_tracked',
-                                    torch.tensor(0, dtype=torch.long))
+                out.setdefault(key[:-len('running_mean')] + 'num_batches_tracked',
+                               torch.tensor(0, dtype=torch.long))
+    return out
+
+
+def convert_dsnet_reference(state_dict: Dict[str, 'torch.Tensor']):
+    """``checkpoint_filter_fn`` split into ``(backbone, head)`` dicts: ``head`` has the
+    ``weight`` / ``bias`` of the 1000-class linear (empty if the file has none)."""
+    backbone, head = OrderedDict(), OrderedDict()
+    for key, value in checkpoint_filter_fn(state_dict).items():
+        if key.startswith('head.'):
+            head[key[5:]] = value
+        else:
+            backbone[key] = value
     return backbone, head
 
 
