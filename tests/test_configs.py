@@ -7,23 +7,20 @@ Base fragments (any ``_base_`` folder) are skipped; every other config is tested
 it: no weights are loaded (init_cfg=None) and the data come from here, not from the config.
 """
 import glob
-import importlib
 import json
 import os
 import os.path as osp
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import DefaultScope
-from mmengine.structures import InstanceData, PixelData
+from mmengine.structures import PixelData
 
 import dsnet_mm  # noqa: F401  (the configs' custom_imports)
+from helpers import MIM, ROOT, build_model, det_batch, load_cfg, run
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = sorted(   # model configs; configs/deploy/ holds mmdeploy's (tests/test_deploy.py)
     osp.relpath(p, ROOT) for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
     if '_base_' not in osp.relpath(p, ROOT).split(os.sep)
@@ -54,49 +51,6 @@ def test_config_list_is_complete():
 
 
 # ---------------------------------------------------------------------------------- helpers
-def load_cfg(path):
-    cfg = Config.fromfile(osp.join(ROOT, path))
-    scope = cfg.get('default_scope')
-    assert scope in ('mmdet', 'mmseg', 'mmpretrain'), f'{path}: default_scope {scope!r}'
-    return cfg, scope
-
-
-def build_model(cfg, scope):
-    cfg.model.backbone.init_cfg = None          # no checkpoint (no download) in tests
-    if 'pretrained' in cfg.model:
-        cfg.model.pretrained = None
-    if cfg.get('data_preprocessor') is not None:   # as mmengine's Runner does
-        cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
-    registry = importlib.import_module(f'{scope}.registry').MODELS
-    with DefaultScope.overwrite_default_scope(scope):
-        model = registry.build(cfg.model)
-        model.init_weights()
-    return model
-
-
-def det_batch(with_masks, sizes=((128, 160), (120, 152))):
-    from mmdet.structures import DetDataSample
-    from mmdet.structures.mask import BitmapMasks
-    inputs, samples = [], []
-    g = torch.Generator().manual_seed(0)
-    for h, w in sizes:
-        inputs.append(torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g))
-        boxes = torch.tensor([[10., 12., 70., 80.], [60., 40., 140., 110.], [5., 70., 50., 115.]])
-        boxes[:, 0::2].clamp_(max=w - 1)
-        boxes[:, 1::2].clamp_(max=h - 1)
-        masks = np.zeros((len(boxes), h, w), dtype=np.uint8)
-        for m, (x1, y1, x2, y2) in zip(masks, boxes.int().tolist()):
-            m[y1:y2, x1:x2] = 1
-        gt = InstanceData(bboxes=boxes, labels=torch.tensor([0, 1, 0]))
-        if with_masks:
-            gt.masks = BitmapMasks(masks, h, w)
-        s = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
-                                        scale_factor=(1., 1.), img_id=len(samples)))
-        s.gt_instances = gt
-        samples.append(s)
-    return dict(inputs=inputs, data_samples=samples)
-
-
 def cls_batch(size=96):
     from mmpretrain.structures import DataSample
     g = torch.Generator().manual_seed(0)
@@ -240,8 +194,8 @@ def test_config_trains_one_step_and_predicts(path):
 
 @pytest.mark.parametrize('path', [p for p in CONFIGS if 'imagenet' in p])
 def test_imagenet_classifier_parameter_count(path):
-    """DS-Net + GAP + Linear(512 -> 1000): the reference parameter set (spec section 2; the
-    per-block formula gives 10.534 / 23.005 / 49.344 M, printed 10.53 / 23.01 / 49.34)."""
+    """DS-Net + GAP + Linear(512 -> 1000): the reference parameter set (docs/model_zoo.md;
+    the per-block formula gives 10.534 / 23.005 / 49.344 M, printed 10.53 / 23.01 / 49.34)."""
     cfg, scope = load_cfg(path)
     model = build_model(cfg, scope)
     assert tuple(cfg.model.backbone.out_indices) == (3, )
@@ -285,10 +239,8 @@ def test_mim_train_mask_rcnn_s(tmp_path, mim_mmdet):
     data = tmp_path / 'coco'
     write_tiny_coco(str(data))
     work = tmp_path / 'work'
-    bindir = osp.dirname(sys.executable)
-    mim = osp.join(bindir, 'mim')
-    assert osp.exists(mim), f'no mim next to {sys.executable}'
-    env = dict(os.environ, PATH=bindir + os.pathsep + os.environ.get('PATH', ''),
+    assert osp.exists(MIM), f'no mim next to {sys.executable}'
+    env = dict(os.environ, PATH=osp.dirname(MIM) + os.pathsep + os.environ.get('PATH', ''),
                OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
     opts = [
         'model.backbone.init_cfg=None', 'model.backbone.norm_eval=False',
@@ -302,10 +254,10 @@ def test_mim_train_mask_rcnn_s(tmp_path, mim_mmdet):
         'test_cfg=None', 'test_dataloader=None', 'test_evaluator=None',
         'default_hooks.logger.interval=1',
     ]
-    cmd = [mim, 'train', mim_mmdet, 'configs/mask_rcnn_dsnet_s_fpn_1x_coco.py',
+    cmd = [MIM, 'train', mim_mmdet, 'configs/mask_rcnn_dsnet_s_fpn_1x_coco.py',
            '--work-dir', str(work), '--cfg-options', *opts]
-    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    log = r.stdout + r.stderr
+    r = run(cmd, env=env)
+    log = r.output
     assert r.returncode == 0, log[-6000:]
     assert 'Epoch(train) [1][2/2]' in log, log[-3000:]   # 4 images / batch 2 = 2 iterations
     ckpt_path = work / 'epoch_1.pth'
