@@ -1,4 +1,5 @@
-"""The quick-start pieces: the embedded dataset generator and tools/benchmark_coco.py.
+"""The quick start's pieces: the embedded shapes dataset generator, tools/benchmark_coco.py's
+table and the pictures of a finished run.
 
 (The quick start itself, tools/quickstart.sh, trains for ~15 min and runs in CI before the tests;
 these check its parts on tiny inputs.)
