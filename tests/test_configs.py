@@ -1,15 +1,18 @@
-"""Every config under configs/ loads, builds through its library's registry, trains one step on a
-tiny synthetic batch (finite losses, finite gradients on every trainable backbone and neck
-parameter) and predicts in the library's data-sample format. Plus one real
-``mim train mmdet configs/mask_rcnn_dsnet_s_fpn_1x_coco.py`` run on a tiny COCO-format set.
+"""Every config of the model index (model-index.yml and its metafiles) loads, builds through its
+library's registry, trains one step on a tiny synthetic batch (finite losses, finite gradients on
+every trainable backbone and neck parameter) and predicts in the library's data-sample format.
+Plus one real ``mim train mmdet configs/mask_rcnn_dsnet_s_fpn_1x_coco.py`` run on a tiny
+COCO-format set.
 
-Base fragments (any ``_base_`` folder) are skipped; every other config is tested, whoever wrote
-it: no weights are loaded (init_cfg=None) and the data come from here, not from the config.
+Every config under configs/ but base fragments (any ``_base_`` folder) and mmdeploy's
+(configs/deploy/, tests/test_deploy.py) must be in the index, so every one is tested, whoever
+wrote it: no weights are loaded (init_cfg=None) and the data come from here, not from the config.
 """
 import glob
 import json
 import os
 import os.path as osp
+import re
 import sys
 
 import numpy as np
@@ -19,33 +22,30 @@ from mmengine.config import Config
 from mmengine.structures import PixelData
 
 import dsnet_mm  # noqa: F401  (the configs' custom_imports)
-from helpers import MIM, ROOT, build_model, det_batch, load_cfg, run
+from helpers import MIM, ROOT, build_model, det_batch, load_cfg, model_configs, run
 
-CONFIGS = sorted(   # model configs; configs/deploy/ holds mmdeploy's (tests/test_deploy.py)
-    osp.relpath(p, ROOT) for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
-    if '_base_' not in osp.relpath(p, ROOT).split(os.sep)
-    and osp.relpath(p, ROOT).split(os.sep)[:2] != ['configs', 'deploy'])
-
+CONFIGS = model_configs()
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 PADDLECLAS_URL = 'https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/DSNet_{}_pretrained.pdparams'
 
 
+def config_files():
+    """The model configs on disk: all but base fragments and mmdeploy's (configs/deploy/)."""
+    rel = (osp.relpath(p, ROOT) for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'),
+                                                   recursive=True))
+    return sorted(p for p in rel if '_base_' not in p.split(os.sep)
+                  and p.split(os.sep)[:2] != ['configs', 'deploy'])
+
+
 def test_config_list_is_complete():
-    """The configs the model zoo and the docs promise are all there (and so all tested)."""
-    expected = {
-        'configs/mask_rcnn_dsnet_s_fpn_1x_coco.py', 'configs/mask_rcnn_dsnet_t_fpn_1x_coco.py',
-        'configs/mask_rcnn_dsnet_b_fpn_1x_coco.py', 'configs/mask_rcnn_dsnet_t_dsfpn_1x_coco.py',
-        'configs/mask_rcnn_dsnet_s_dsfpn_1x_coco.py', 'configs/mask_rcnn_dsnet_s_fpn_ms-3x_coco.py',
-        'configs/mask_rcnn_dsnet_s_dsfpn_ms-3x_coco.py',
-        'configs/cascade_mask_rcnn_dsnet_s_fpn_1x_coco.py',
-        'configs/cascade_mask_rcnn_dsnet_s_fpn_ms-3x_coco.py',
-        'configs/retinanet_dsnet_t_fpn_1x_coco.py', 'configs/retinanet_dsnet_s_fpn_1x_coco.py',
-        'configs/imagenet/dsnet_t_8xb128_in1k.py', 'configs/imagenet/dsnet_s_8xb128_in1k.py',
-        'configs/imagenet/dsnet_b_8xb128_in1k.py',
-        'configs/ade20k/upernet_dsnet_s_8xb2-160k_ade20k-512x512.py',
-        'configs/ade20k/fpn_dsnet_s_8xb4-80k_ade20k-512x512.py',
-        'configs/ade20k/fpn_dsnet_s_dsfpn_8xb4-80k_ade20k-512x512.py',
-    }
+    """The configs the model zoo and the docs promise (README.md, docs/) are all there and in
+    the model index (and so all tested)."""
+    expected = set()
+    for doc in ['README.md', *glob.glob(osp.join(ROOT, 'docs', '*.md'))]:
+        with open(osp.join(ROOT, doc)) as f:
+            expected |= set(re.findall(r'configs/[\w./-]+?\.py', f.read()))
+    expected = {p for p in expected if '_base_' not in p and not p.startswith('configs/deploy/')}
+    assert len(expected) >= 17, sorted(expected)   # the docs name the whole model zoo
     missing = expected - set(CONFIGS)
     assert not missing, f'missing configs: {sorted(missing)}'
 
@@ -304,3 +304,4 @@ def test_model_index_lists_every_config():
             listed.append(m['Config'])
     assert len(listed) == len(set(listed))
     assert set(listed) == set(CONFIGS)
+    assert set(listed) == set(config_files()), 'configs on disk and the model index differ'
