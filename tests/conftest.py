@@ -37,6 +37,16 @@ def mim_mmdet():
     return _check_env('--mim-name', 'mmdet')
 
 
+@pytest.fixture(scope='module')
+def reference():
+    """DS-Net-T as the public reference computes it (tests/reference_dsnet.py) with non-trivial
+    weights: the oracle of the converters and the source of checkpoints in foreign layouts."""
+    import torch
+    from reference_dsnet import ReferenceDSNet, randomize_
+    torch.manual_seed(0)
+    return randomize_(ReferenceDSNet('tiny'), seed=3).eval()
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     import torch

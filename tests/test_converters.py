@@ -11,13 +11,7 @@ import torch
 
 from dsnet_mm.models import DSNet
 from helpers import run_converter, write_source
-from reference_dsnet import ReferenceDSNet, paddle_state_dict, randomize_
-
-
-@pytest.fixture(scope='module')
-def reference():
-    torch.manual_seed(0)
-    return randomize_(ReferenceDSNet('tiny'), seed=3).eval()
+from reference_dsnet import ReferenceDSNet, paddle_state_dict
 
 
 @pytest.fixture(scope='module')

@@ -17,7 +17,6 @@ import torch
 from dsnet_mm.models import DSNet
 from dsnet_mm.utils.download import CheckpointDownloadError, cached_path
 from helpers import run_converter, write_source
-from reference_dsnet import ReferenceDSNet, randomize_
 
 SERVER_LIFETIME_S = 300   # the watchdog stops a server a test forgot
 
@@ -104,11 +103,6 @@ def torch_home(tmp_path, monkeypatch):
     home = tmp_path / 'torch_home'
     monkeypatch.setenv('TORCH_HOME', str(home))
     return home
-
-
-@pytest.fixture(scope='module')
-def reference():
-    return randomize_(ReferenceDSNet('tiny'), seed=3).eval()
 
 
 def cache_files(torch_home):
