@@ -1,11 +1,8 @@
-import os
-import os.path as osp
 import sys
 
 import pytest
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))   # tests/reference_dsnet.py
+from helpers import ROOT, run
 
 
 @pytest.fixture(scope='session')
@@ -19,25 +16,35 @@ def venv_python():
     return sys.executable
 
 
+def _check_env(*args):
+    out = run([sys.executable, 'tools/check_env.py', *args], timeout=120)
+    assert out.returncode == 0 and out.stdout.strip(), out.output
+    return out.stdout.strip()
+
+
 @pytest.fixture(scope='session')
 def stack():
     """The OpenMMLab stack under test ('upstream' or 'onedl'), as tools/check_env.py tells it."""
-    import subprocess
-    out = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'check_env.py'), '--stack'],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() in ('upstream', 'onedl'), out.stdout + out.stderr
-    return out.stdout.strip()
+    name = _check_env('--stack')
+    assert name in ('upstream', 'onedl'), name
+    return name
 
 
 @pytest.fixture(scope='session')
 def mim_mmdet():
     """How ``mim train/test/run`` names mmdet on the stack under test: ``mmdet`` upstream,
     ``mmdetection`` on OneDL (onedl-mim cannot resolve ``mmdet``; README, "Stacks")."""
-    import subprocess
-    out = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'check_env.py'), '--mim-name',
-                          'mmdet'], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and out.stdout.strip(), out.stdout + out.stderr
-    return out.stdout.strip()
+    return _check_env('--mim-name', 'mmdet')
+
+
+@pytest.fixture(scope='module')
+def reference():
+    """DS-Net-T as the public reference computes it (tests/reference_dsnet.py) with non-trivial
+    weights: the oracle of the converters and the source of checkpoints in foreign layouts."""
+    import torch
+    from reference_dsnet import ReferenceDSNet, randomize_
+    torch.manual_seed(0)
+    return randomize_(ReferenceDSNet('tiny'), seed=3).eval()
 
 
 @pytest.fixture(autouse=True)

@@ -1,8 +1,10 @@
 """An independent, literal transcription of the public reference DS-Net (DeiT-port layout).
 
-Written from the spec (shared docs, ``dsnet_reference.md`` sections 1-4) line by line, with the
-reference's parameter names and explicit attention. Used by the tests as (a) the oracle that
-``DSNet`` must equal and (b) the source of checkpoints in the foreign layouts the converters read.
+Written from the paper (Mao et al., "Dual-stream Network for Visual Recognition", NeurIPS 2021,
+arXiv 2105.14734) and the public reference code (the PyTorch/timm port built on DeiT; PaddleClas's
+DSNet for the ``.pdparams`` names) line by line, with the reference's parameter names and explicit
+attention. Used by the tests as (a) the oracle that ``DSNet`` must equal and (b) the source of
+checkpoints in the foreign layouts the converters read.
 """
 from collections import OrderedDict
 

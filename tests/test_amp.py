@@ -16,9 +16,8 @@ from torch.profiler import ProfilerActivity, profile
 
 from dsnet_mm.engine.amp import BF16OptimWrapper, mmcv_cpu_ops_in_float32
 from dsnet_mm.models import DSNet
-from main_job_helpers import make_tiny_shapes, write_tiny_config
-from test_attention import randomize_bn_
-from test_configs import CONFIGS, build_model, det_batch, load_cfg
+from helpers import (build_model, det_batch, load_cfg, make_tiny_shapes, model_configs,
+                     randomize_bn_, write_tiny_config)
 
 TOL = {torch.bfloat16: 4e-2, torch.float16: 1e-2}
 DTYPES = pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16], ids=['bf16', 'fp16'])
@@ -115,7 +114,7 @@ def test_mask_rcnn_under_autocast(mask_rcnn, dtype):
 # ------------------------------------------------------------------ the CPU bf16 switch
 
 
-@pytest.mark.parametrize('path', CONFIGS)
+@pytest.mark.parametrize('path', model_configs())
 def test_configs_accept_the_amp_switch(path):
     """mmdet's / mmseg's ``train.py --amp`` turns ``optim_wrapper.type='OptimWrapper'`` into
     mmengine's ``AmpOptimWrapper`` (float16, dynamic loss scale) and refuses any other type

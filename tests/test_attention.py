@@ -9,6 +9,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from dsnet_mm.models.backbones.dsnet import (DSNet, InterScaleAlignment, IntraScalePropagation,
                                              multi_head_attention, split_heads, to_tokens)
+from helpers import randomize_bn_
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 
@@ -25,17 +26,6 @@ def assert_grads_close(a, b):
     for k in b:
         err = (a[k] - b[k]).abs().max().item()
         assert err <= 1e-4 * max(1., b[k].abs().max().item()), (k, err)
-
-
-def randomize_bn_(model, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.2)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.2)
-    return model
 
 
 @pytest.mark.parametrize('heads,nq,nk', [(1, 3136, 49), (2, 49, 784), (5, 196, 196), (8, 7, 3)])

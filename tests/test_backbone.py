@@ -10,7 +10,8 @@ from dsnet_mm.models import DSNet
 from dsnet_mm.models.backbones.dsnet import convert_dsnet_reference
 from reference_dsnet import ReferenceDSNet, randomize_
 
-# Parameters with the 1000-class head, and state-dict key totals (spec sections 2 and 4).
+# Parameters with the 1000-class head (docs/model_zoo.md), and state-dict key totals of the
+# public reference checkpoints (tests/reference_dsnet.py).
 PARAMS_M = {'tiny': 10.53, 'small': 23.01, 'base': 49.34}
 KEYS = {'tiny': 429, 'small': 843, 'base': 1763}
 
@@ -43,7 +44,7 @@ def test_classifier_has_the_reference_parameter_set(arch):
 
 
 def test_block_parameter_formula():
-    # 12.75 C^2 + 35.5 C per DS-Block (spec section 2)
+    # 12.75 C^2 + 35.5 C per DS-Block (docs/model_zoo.md)
     model = DSNet('tiny')
     for stage, c in zip(model.stages, model.channels):
         n = sum(p.numel() for p in stage[0].parameters())

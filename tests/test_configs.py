@@ -1,102 +1,56 @@
-"""Every config under configs/ loads, builds through its library's registry, trains one step on a
-tiny synthetic batch (finite losses, finite gradients on every trainable backbone and neck
-parameter) and predicts in the library's data-sample format. Plus one real
-``mim train mmdet configs/mask_rcnn_dsnet_s_fpn_1x_coco.py`` run on a tiny COCO-format set.
+"""Every config of the model index (model-index.yml and its metafiles) loads, builds through its
+library's registry, trains one step on a tiny synthetic batch (finite losses, finite gradients on
+every trainable backbone and neck parameter) and predicts in the library's data-sample format.
+Plus one real ``mim train mmdet configs/mask_rcnn_dsnet_s_fpn_1x_coco.py`` run on a tiny
+COCO-format set.
 
-Base fragments (any ``_base_`` folder) are skipped; every other config is tested, whoever wrote
-it: no weights are loaded (init_cfg=None) and the data come from here, not from the config.
+Every config under configs/ but base fragments (any ``_base_`` folder) and mmdeploy's
+(configs/deploy/, tests/test_deploy.py) must be in the index, so every one is tested, whoever
+wrote it: no weights are loaded (init_cfg=None) and the data come from here, not from the config.
 """
 import glob
-import importlib
 import json
 import os
 import os.path as osp
-import subprocess
+import re
 import sys
 
 import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import DefaultScope
-from mmengine.structures import InstanceData, PixelData
+from mmengine.structures import PixelData
 
 import dsnet_mm  # noqa: F401  (the configs' custom_imports)
+from helpers import MIM, ROOT, build_model, det_batch, load_cfg, model_configs, run
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CONFIGS = sorted(   # model configs; configs/deploy/ holds mmdeploy's (tests/test_deploy.py)
-    osp.relpath(p, ROOT) for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
-    if '_base_' not in osp.relpath(p, ROOT).split(os.sep)
-    and osp.relpath(p, ROOT).split(os.sep)[:2] != ['configs', 'deploy'])
-
+CONFIGS = model_configs()
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 PADDLECLAS_URL = 'https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/DSNet_{}_pretrained.pdparams'
 
 
+def config_files():
+    """The model configs on disk: all but base fragments and mmdeploy's (configs/deploy/)."""
+    rel = (osp.relpath(p, ROOT) for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'),
+                                                   recursive=True))
+    return sorted(p for p in rel if '_base_' not in p.split(os.sep)
+                  and p.split(os.sep)[:2] != ['configs', 'deploy'])
+
+
 def test_config_list_is_complete():
-    """The configs the model zoo and the docs promise are all there (and so all tested)."""
-    expected = {
-        'configs/mask_rcnn_dsnet_s_fpn_1x_coco.py', 'configs/mask_rcnn_dsnet_t_fpn_1x_coco.py',
-        'configs/mask_rcnn_dsnet_b_fpn_1x_coco.py', 'configs/mask_rcnn_dsnet_t_dsfpn_1x_coco.py',
-        'configs/mask_rcnn_dsnet_s_dsfpn_1x_coco.py', 'configs/mask_rcnn_dsnet_s_fpn_ms-3x_coco.py',
-        'configs/mask_rcnn_dsnet_s_dsfpn_ms-3x_coco.py',
-        'configs/cascade_mask_rcnn_dsnet_s_fpn_1x_coco.py',
-        'configs/cascade_mask_rcnn_dsnet_s_fpn_ms-3x_coco.py',
-        'configs/retinanet_dsnet_t_fpn_1x_coco.py', 'configs/retinanet_dsnet_s_fpn_1x_coco.py',
-        'configs/imagenet/dsnet_t_8xb128_in1k.py', 'configs/imagenet/dsnet_s_8xb128_in1k.py',
-        'configs/imagenet/dsnet_b_8xb128_in1k.py',
-        'configs/ade20k/upernet_dsnet_s_8xb2-160k_ade20k-512x512.py',
-        'configs/ade20k/fpn_dsnet_s_8xb4-80k_ade20k-512x512.py',
-        'configs/ade20k/fpn_dsnet_s_dsfpn_8xb4-80k_ade20k-512x512.py',
-    }
+    """The configs the model zoo and the docs promise (README.md, docs/) are all there and in
+    the model index (and so all tested)."""
+    expected = set()
+    for doc in ['README.md', *glob.glob(osp.join(ROOT, 'docs', '*.md'))]:
+        with open(osp.join(ROOT, doc)) as f:
+            expected |= set(re.findall(r'configs/[\w./-]+?\.py', f.read()))
+    expected = {p for p in expected if '_base_' not in p and not p.startswith('configs/deploy/')}
+    assert len(expected) >= 17, sorted(expected)   # the docs name the whole model zoo
     missing = expected - set(CONFIGS)
     assert not missing, f'missing configs: {sorted(missing)}'
 
 
 # ---------------------------------------------------------------------------------- helpers
-def load_cfg(path):
-    cfg = Config.fromfile(osp.join(ROOT, path))
-    scope = cfg.get('default_scope')
-    assert scope in ('mmdet', 'mmseg', 'mmpretrain'), f'{path}: default_scope {scope!r}'
-    return cfg, scope
-
-
-def build_model(cfg, scope):
-    cfg.model.backbone.init_cfg = None          # no checkpoint (no download) in tests
-    if 'pretrained' in cfg.model:
-        cfg.model.pretrained = None
-    if cfg.get('data_preprocessor') is not None:   # as mmengine's Runner does
-        cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
-    registry = importlib.import_module(f'{scope}.registry').MODELS
-    with DefaultScope.overwrite_default_scope(scope):
-        model = registry.build(cfg.model)
-        model.init_weights()
-    return model
-
-
-def det_batch(with_masks, sizes=((128, 160), (120, 152))):
-    from mmdet.structures import DetDataSample
-    from mmdet.structures.mask import BitmapMasks
-    inputs, samples = [], []
-    g = torch.Generator().manual_seed(0)
-    for h, w in sizes:
-        inputs.append(torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g))
-        boxes = torch.tensor([[10., 12., 70., 80.], [60., 40., 140., 110.], [5., 70., 50., 115.]])
-        boxes[:, 0::2].clamp_(max=w - 1)
-        boxes[:, 1::2].clamp_(max=h - 1)
-        masks = np.zeros((len(boxes), h, w), dtype=np.uint8)
-        for m, (x1, y1, x2, y2) in zip(masks, boxes.int().tolist()):
-            m[y1:y2, x1:x2] = 1
-        gt = InstanceData(bboxes=boxes, labels=torch.tensor([0, 1, 0]))
-        if with_masks:
-            gt.masks = BitmapMasks(masks, h, w)
-        s = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
-                                        scale_factor=(1., 1.), img_id=len(samples)))
-        s.gt_instances = gt
-        samples.append(s)
-    return dict(inputs=inputs, data_samples=samples)
-
-
 def cls_batch(size=96):
     from mmpretrain.structures import DataSample
     g = torch.Generator().manual_seed(0)
@@ -240,8 +194,8 @@ def test_config_trains_one_step_and_predicts(path):
 
 @pytest.mark.parametrize('path', [p for p in CONFIGS if 'imagenet' in p])
 def test_imagenet_classifier_parameter_count(path):
-    """DS-Net + GAP + Linear(512 -> 1000): the reference parameter set (spec section 2; the
-    per-block formula gives 10.534 / 23.005 / 49.344 M, printed 10.53 / 23.01 / 49.34)."""
+    """DS-Net + GAP + Linear(512 -> 1000): the reference parameter set (docs/model_zoo.md;
+    the per-block formula gives 10.534 / 23.005 / 49.344 M, printed 10.53 / 23.01 / 49.34)."""
     cfg, scope = load_cfg(path)
     model = build_model(cfg, scope)
     assert tuple(cfg.model.backbone.out_indices) == (3, )
@@ -285,10 +239,8 @@ def test_mim_train_mask_rcnn_s(tmp_path, mim_mmdet):
     data = tmp_path / 'coco'
     write_tiny_coco(str(data))
     work = tmp_path / 'work'
-    bindir = osp.dirname(sys.executable)
-    mim = osp.join(bindir, 'mim')
-    assert osp.exists(mim), f'no mim next to {sys.executable}'
-    env = dict(os.environ, PATH=bindir + os.pathsep + os.environ.get('PATH', ''),
+    assert osp.exists(MIM), f'no mim next to {sys.executable}'
+    env = dict(os.environ, PATH=osp.dirname(MIM) + os.pathsep + os.environ.get('PATH', ''),
                OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
     opts = [
         'model.backbone.init_cfg=None', 'model.backbone.norm_eval=False',
@@ -302,10 +254,10 @@ def test_mim_train_mask_rcnn_s(tmp_path, mim_mmdet):
         'test_cfg=None', 'test_dataloader=None', 'test_evaluator=None',
         'default_hooks.logger.interval=1',
     ]
-    cmd = [mim, 'train', mim_mmdet, 'configs/mask_rcnn_dsnet_s_fpn_1x_coco.py',
+    cmd = [MIM, 'train', mim_mmdet, 'configs/mask_rcnn_dsnet_s_fpn_1x_coco.py',
            '--work-dir', str(work), '--cfg-options', *opts]
-    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    log = r.stdout + r.stderr
+    r = run(cmd, env=env)
+    log = r.output
     assert r.returncode == 0, log[-6000:]
     assert 'Epoch(train) [1][2/2]' in log, log[-3000:]   # 4 images / batch 2 = 2 iterations
     ckpt_path = work / 'epoch_1.pth'
@@ -352,3 +304,4 @@ def test_model_index_lists_every_config():
             listed.append(m['Config'])
     assert len(listed) == len(set(listed))
     assert set(listed) == set(CONFIGS)
+    assert set(listed) == set(config_files()), 'configs on disk and the model index differ'

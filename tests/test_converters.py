@@ -5,25 +5,13 @@ import os.path as osp
 import pickle
 import random
 import re
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from dsnet_mm.models import DSNet
-from reference_dsnet import ReferenceDSNet, deit_checkpoint, paddle_state_dict, randomize_
-
-
-def run_tool(repo_root, script, *args):
-    return subprocess.run([sys.executable, osp.join(repo_root, 'tools', 'model_converters', script),
-                           *map(str, args)], capture_output=True, text=True, cwd=repo_root, timeout=300)
-
-
-@pytest.fixture(scope='module')
-def reference():
-    torch.manual_seed(0)
-    return randomize_(ReferenceDSNet('tiny'), seed=3).eval()
+from helpers import run_converter, write_source
+from reference_dsnet import ReferenceDSNet, paddle_state_dict
 
 
 @pytest.fixture(scope='module')
@@ -31,33 +19,17 @@ def image():
     return torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(5))
 
 
-def write_source(reference, layout, path):
-    if layout == 'paddle':
-        with open(path, 'wb') as f:
-            pickle.dump(paddle_state_dict(reference), f, protocol=2)
-    elif layout == 'deit':
-        torch.save(deit_checkpoint(reference), path)
-    elif layout == 'state_dict':
-        torch.save({'state_dict': reference.state_dict()}, path)
-    elif layout == 'flat':
-        torch.save(reference.state_dict(), path)
-    elif layout == 'ema_only':
-        torch.save({'model_ema': reference.state_dict()}, path)
-    return path
-
-
 def build_classifier(arch='tiny'):
-    sys.path.insert(0, osp.join(osp.dirname(osp.dirname(__file__)), 'tools', 'model_converters'))
     from dsnet_to_mmpretrain import build_classifier as build
     return build(arch, 1000)
 
 
 @pytest.mark.parametrize('layout', ['deit', 'paddle', 'state_dict', 'flat', 'ema_only'])
-def test_convert_and_get_the_same_outputs(layout, reference, image, tmp_path, repo_root):
+def test_convert_and_get_the_same_outputs(layout, reference, image, tmp_path):
     ext = '.pdparams' if layout == 'paddle' else '.pth'
     src = write_source(reference, layout, tmp_path / f'DSNet_tiny_pretrained{ext}')
     dst = tmp_path / 'out' / 'dsnet_t_in1k.pth'
-    out = run_tool(repo_root, 'dsnet_to_mmpretrain.py', src, dst)
+    out = run_converter('dsnet_to_mmpretrain.py', src, dst)
     assert out.returncode == 0, out.stderr
     assert 'DS-Net-tiny' in out.stdout and 'verified with strict=True' in out.stdout
 
@@ -85,19 +57,19 @@ def test_paddle_bn_and_transposes(reference, tmp_path):
     torch.testing.assert_close(head['weight'], sd['head.weight'])
 
 
-def test_variant_is_detected(tmp_path, repo_root):
+def test_variant_is_detected(tmp_path):
     small = ReferenceDSNet('small')
     src = write_source(small, 'deit', tmp_path / 'small.pth')
-    out = run_tool(repo_root, 'dsnet_to_mmpretrain.py', src, tmp_path / 's.pth')
+    out = run_converter('dsnet_to_mmpretrain.py', src, tmp_path / 's.pth')
     assert out.returncode == 0, out.stderr
     assert 'DS-Net-small' in out.stdout
     assert torch.load(tmp_path / 's.pth')['meta']['arch'] == 'small'
 
 
-def test_roundtrip_back_to_the_reference_layout(reference, tmp_path, repo_root):
+def test_roundtrip_back_to_the_reference_layout(reference, tmp_path):
     src = write_source(reference, 'deit', tmp_path / 'ref.pth')
-    assert run_tool(repo_root, 'dsnet_to_mmpretrain.py', src, tmp_path / 'mm.pth').returncode == 0
-    out = run_tool(repo_root, 'mmpretrain_to_dsnet.py', tmp_path / 'mm.pth', tmp_path / 'back.pth')
+    assert run_converter('dsnet_to_mmpretrain.py', src, tmp_path / 'mm.pth').returncode == 0
+    out = run_converter('mmpretrain_to_dsnet.py', tmp_path / 'mm.pth', tmp_path / 'back.pth')
     assert out.returncode == 0, out.stderr
     back = torch.load(tmp_path / 'back.pth')['model']
     sd = reference.state_dict()
@@ -106,13 +78,13 @@ def test_roundtrip_back_to_the_reference_layout(reference, tmp_path, repo_root):
         assert torch.equal(back[k], sd[k]), k
 
 
-def test_converter_refuses_what_it_cannot_convert(tmp_path, repo_root):
+def test_converter_refuses_what_it_cannot_convert(tmp_path):
     torch.save({'state_dict': {'conv1.weight': torch.zeros(64, 3, 7, 7)}}, tmp_path / 'r50.pth')
-    out = run_tool(repo_root, 'dsnet_to_mmpretrain.py', tmp_path / 'r50.pth', tmp_path / 'x.pth')
+    out = run_converter('dsnet_to_mmpretrain.py', tmp_path / 'r50.pth', tmp_path / 'x.pth')
     assert out.returncode == 1
     assert 'is not a DS-Net reference checkpoint' in out.stderr
     assert not (tmp_path / 'x.pth').exists()
-    out = run_tool(repo_root, 'dsnet_to_mmpretrain.py', tmp_path / 'missing.pth', tmp_path / 'x.pth')
+    out = run_converter('dsnet_to_mmpretrain.py', tmp_path / 'missing.pth', tmp_path / 'x.pth')
     assert out.returncode == 1 and 'checkpoint not found' in out.stderr
 
 
@@ -138,8 +110,7 @@ def test_pdparams_reader_allows_numpy_only(tmp_path):
 def converted(reference, tmp_path_factory):
     root = tmp_path_factory.mktemp('conv')
     src = write_source(reference, 'deit', root / 'ref.pth')
-    repo = osp.dirname(osp.dirname(osp.abspath(__file__)))
-    assert run_tool(repo, 'dsnet_to_mmpretrain.py', src, root / 'dsnet_t.pth').returncode == 0
+    assert run_converter('dsnet_to_mmpretrain.py', src, root / 'dsnet_t.pth').returncode == 0
     return str(root / 'dsnet_t.pth')
 
 

@@ -21,7 +21,6 @@ others are skipped with that hint. CI runs them through tools/deploy/ci_deploy.s
 import glob
 import importlib.util
 import os.path as osp
-import subprocess
 import sys
 import textwrap
 
@@ -30,9 +29,7 @@ import pytest
 import torch
 
 from dsnet_mm.deploy.reference import random_detector_weights_
-
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.join(ROOT, 'tools', 'deploy'))
+from helpers import ROOT, run
 
 HAVE_MMDEPLOY = importlib.util.find_spec('mmdeploy') is not None
 HOW_TO = ('needs the deployment environment (mmdeploy is not installed in this one): run '
@@ -104,8 +101,7 @@ def test_compat_layer_patches_export_and_cast_long():
         assert seen == [False, True, False], seen
         print(*lines, sep='\\n')
     ''')
-    out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True,
-                         timeout=300)
+    out = run([sys.executable, '-c', code], timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     assert 'dynamo=False' in out.stdout and '_cast_Long' in out.stdout
 
@@ -141,8 +137,7 @@ def test_cast_long_symbolic_casts_to_int64():
         assert y.dtype == np.int64 and y.tolist() == [3, -1], y
         print('OK')
     ''')
-    out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True,
-                         timeout=300)
+    out = run([sys.executable, '-c', code], timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
 
 

@@ -7,15 +7,13 @@ A probe hook records each rank's local loss before ``MeanLossHook`` runs.
 """
 import json
 import os.path as osp
-import socket
 import glob
-import subprocess
 
 import pytest
 import torch
 
 import dsnet_mm  # noqa: F401
-from main_job_helpers import ROOT, make_tiny_shapes, subprocess_env, write_tiny_config
+from helpers import ROOT, free_port, make_tiny_shapes, run, subprocess_env, write_tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -44,12 +42,6 @@ class RankProbeHook(Hook):
 '''
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_same_weights_and_mean_loss(tmp_path):
     data = make_tiny_shapes(tmp_path / 'shapes', num_train=8, num_val=4)
     (tmp_path / 'probe.py').write_text(PROBE)
@@ -65,11 +57,10 @@ def test_two_processes_same_weights_and_mean_loss(tmp_path):
                             extra=extra)
     wd = tmp_path / 'work'
     env = subprocess_env([tmp_path])
-    env.update(PORT=str(_free_port()), OMP_NUM_THREADS='1')
-    p = subprocess.run(['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), cfg, '2',
-                        '--work-dir', str(wd)], capture_output=True, text=True, env=env,
-                       timeout=400)
-    out = p.stdout + p.stderr
+    env.update(PORT=str(free_port()), OMP_NUM_THREADS='1')
+    p = run(['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), cfg, '2', '--work-dir', str(wd)],
+            env=env, timeout=400)
+    out = p.output
     assert p.returncode == 0, out[-5000:]
 
     # (1) identical weights on both ranks

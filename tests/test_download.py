@@ -8,7 +8,6 @@ import json
 import os
 import os.path as osp
 import socket
-import sys
 import threading
 import time
 
@@ -17,8 +16,7 @@ import torch
 
 from dsnet_mm.models import DSNet
 from dsnet_mm.utils.download import CheckpointDownloadError, cached_path
-from reference_dsnet import ReferenceDSNet, randomize_
-from test_converters import run_tool, write_source
+from helpers import run_converter, write_source
 
 SERVER_LIFETIME_S = 300   # the watchdog stops a server a test forgot
 
@@ -107,11 +105,6 @@ def torch_home(tmp_path, monkeypatch):
     return home
 
 
-@pytest.fixture(scope='module')
-def reference():
-    return randomize_(ReferenceDSNet('tiny'), seed=3).eval()
-
-
 def cache_files(torch_home):
     d = torch_home / 'hub' / 'checkpoints'
     return sorted(os.listdir(d)) if d.exists() else []
@@ -119,7 +112,6 @@ def cache_files(torch_home):
 
 def write_mmpretrain(reference, path, tmp_path):
     """An mmpretrain classifier checkpoint, made by the converter's own code."""
-    sys.path.insert(0, osp.join(osp.dirname(osp.dirname(__file__)), 'tools', 'model_converters'))
     from dsnet_to_mmpretrain import convert
     state_dict, meta = convert(str(write_source(reference, 'deit', tmp_path / 'ref_src.pth')))
     torch.save({'state_dict': state_dict, 'meta': meta}, path)
@@ -216,14 +208,13 @@ def test_mmseg_pretrained_takes_a_url(reference, server, torch_home, tmp_path):
     assert_same(seg.backbone.state_dict(), load(server.root / name, 'backbone.'))
 
 
-def test_converter_src_takes_a_url(reference, server, torch_home, tmp_path, repo_root):
+def test_converter_src_takes_a_url(reference, server, torch_home, tmp_path):
     name, _ = serve('paddle', reference, server, tmp_path)
     dst = tmp_path / 'out.pth'   # the child inherits TORCH_HOME
-    out = run_tool(repo_root, 'dsnet_to_mmpretrain.py', server.url(name), dst)
+    out = run_converter('dsnet_to_mmpretrain.py', server.url(name), dst)
     assert out.returncode == 0, out.stderr
     assert 'DS-Net-tiny (paddleclas)' in out.stdout
     assert cache_files(torch_home) == [name]
-    sys.path.insert(0, osp.join(repo_root, 'tools', 'model_converters'))
     from dsnet_to_mmpretrain import convert
     assert_same(torch.load(dst)['state_dict'], convert(str(server.root / name))[0])
 

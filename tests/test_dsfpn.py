@@ -1,5 +1,6 @@
 """DSFPN: mmdet FPN's contract (shapes, levels, extra convs, parameters) plus the dual-stream
-blocks of the design in docs (reference section 5)."""
+blocks of dsnet_mm's DS-FPN design (the paper's DS-FPN, laid out as dsnet_mm/models/necks/dsfpn.py
+documents)."""
 import pytest
 import torch
 

@@ -1,20 +1,16 @@
-"""The environment set-up and its check (issue: a fresh machine to a green test run)."""
+"""The environment set-up and its check: from a fresh machine to a green test run (README,
+"Installation")."""
 import json
 import os
 import os.path as osp
 import re
 import shutil
-import subprocess
 import sys
 import textwrap
 
 import pytest
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-def _run(cmd, cwd, env=None, timeout=600):
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+from helpers import ROOT, run
 
 
 def _broken(tmp_path, package, error):
@@ -28,7 +24,7 @@ def _broken(tmp_path, package, error):
 
 
 def test_check_env_passes(repo_root, venv_python):
-    out = _run([venv_python, 'tools/check_env.py'], repo_root)
+    out = run([venv_python, 'tools/check_env.py'], repo_root)
     assert out.returncode == 0, out.stdout + out.stderr
     for part in ('torch', 'torchvision', 'mmcv (with ops)', 'mmdet.models', 'mmseg.models',
                  'mmpretrain.models', 'pycocotools', 'mim', 'dsnet_mm'):
@@ -45,7 +41,7 @@ def _pin(repo_root, stack, dist):
 
 def test_check_env_names_a_broken_import(repo_root, venv_python, tmp_path, stack):
     env = _broken(tmp_path, 'mmseg', 'ImportError("simulated: mmseg is broken")')
-    out = _run([venv_python, 'tools/check_env.py'], repo_root, env=env)
+    out = run([venv_python, 'tools/check_env.py'], repo_root, env=env)
     assert out.returncode == 1
     assert re.search(r'FAIL\s+mmseg\.models\s+ImportError: simulated: mmseg is broken', out.stdout)
     mmseg_dist = {'upstream': 'mmsegmentation', 'onedl': 'onedl-mmsegmentation'}[stack]
@@ -59,7 +55,7 @@ def test_check_env_names_a_broken_import(repo_root, venv_python, tmp_path, stack
 def test_check_env_names_a_runtime_error(repo_root, venv_python, tmp_path):
     # A torchvision built for another torch raises RuntimeError, not ImportError.
     env = _broken(tmp_path, 'torchvision', 'RuntimeError("operator torchvision::nms does not exist")')
-    out = _run([venv_python, 'tools/check_env.py'], repo_root, env=env)
+    out = run([venv_python, 'tools/check_env.py'], repo_root, env=env)
     assert out.returncode == 1
     assert re.search(r'FAIL\s+torchvision\s+RuntimeError: operator torchvision::nms', out.stdout)
     assert re.search(r'FAIL\s+mmpretrain\.models', out.stdout)   # imports torchvision
@@ -78,7 +74,7 @@ def test_registration_survives_a_broken_library(repo_root, venv_python, tmp_path
         print(sorted(registered_scopes()), DET.get('DSNet').__name__, PRE.get('DSNet').__name__)
         print(failed_scopes()['mmseg'])
     ''')
-    out = _run([venv_python, '-c', code], repo_root, env=env)
+    out = run([venv_python, '-c', code], repo_root, env=env)
     assert out.returncode == 0, out.stderr
     first, second = out.stdout.strip().splitlines()[-2:]
     assert first == "['mmdet', 'mmpretrain'] DSNet DSNet"
@@ -142,7 +138,7 @@ def test_setup_is_idempotent_and_fast(repo_root, stack):
     import time
     env = dict(os.environ, VENV=_VENV, STACK=stack)
     start = time.time()
-    out = _run(['bash', 'tools/setup_env.sh'], repo_root, env=env)
+    out = run(['bash', 'tools/setup_env.sh'], repo_root, env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     assert 'already set up' in out.stdout
     assert 'all checks passed' in out.stdout
@@ -154,7 +150,7 @@ def test_setup_is_idempotent_and_fast(repo_root, stack):
 def _stacks(repo_root):
     """tools/check_env.py's table of what differs between the stacks."""
     code = 'import check_env, json; print(json.dumps(check_env.STACKS))'
-    out = _run([sys.executable, '-c', code], osp.join(repo_root, 'tools'))
+    out = run([sys.executable, '-c', code], osp.join(repo_root, 'tools'))
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -181,7 +177,7 @@ def test_check_env_checks_the_pins_of_the_installed_stack(repo_root, venv_python
     shutil.copytree(osp.join(repo_root, 'requirements'), tmp_path / 'requirements')
     pins = tmp_path / 'requirements' / 'stacks' / f'{stack}.txt'
     pins.write_text(pins.read_text().replace(_pin(repo_root, stack, mmengine), f'{mmengine}==0.0.1'))
-    out = _run([venv_python, str(tmp_path / 'tools' / 'check_env.py')], repo_root)
+    out = run([venv_python, str(tmp_path / 'tools' / 'check_env.py')], repo_root)
     assert out.returncode == 1
     assert re.search(rf'ok\s+stack\s+{stack} \(requirements/stacks/{stack}.txt\)', out.stdout)
     assert re.search(rf'FAIL\s+mmengine\s+AssertionError: {mmengine} \S+ is installed, the {stack} '
@@ -192,7 +188,7 @@ def test_check_env_checks_the_pins_of_the_installed_stack(repo_root, venv_python
 
 def test_check_env_expect_names_the_other_stack(repo_root, venv_python, stack):
     other = {'upstream': 'onedl', 'onedl': 'upstream'}[stack]
-    out = _run([venv_python, 'tools/check_env.py', '--expect', other], repo_root)
+    out = run([venv_python, 'tools/check_env.py', '--expect', other], repo_root)
     assert out.returncode == 1
     assert f'the {stack} stack is installed, expected {other}' in out.stdout
     assert 'BROKEN: stack' in out.stderr
@@ -205,7 +201,7 @@ def test_plugin_installs_without_touching_the_stack(repo_root, venv_python, tmp_
     report = tmp_path / 'report.json'
     cmd = [venv_python, '-m', 'pip', 'install', '--dry-run', '--no-index', '--no-build-isolation',
            '--report', str(report), *(['-e'] if editable else []), repo_root]
-    out = _run(cmd, tmp_path)
+    out = run(cmd, tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     installs = json.loads(report.read_text())['install']
     assert [(i['metadata']['name'], i['download_info'].get('dir_info', {}).get('editable', False))
@@ -226,7 +222,7 @@ def test_mmseg_configs_load_in_a_fresh_process(repo_root, venv_python, stack):
         from mmengine.config.utils import MODULE2PACKAGE
         print('mmseg:: ->', MODULE2PACKAGE['mmseg'])
     ''')
-    out = _run([venv_python, '-c', code], repo_root)
+    out = run([venv_python, '-c', code], repo_root)
     assert out.returncode == 0, out.stdout + out.stderr
     lines = [line for line in out.stdout.splitlines() if line.startswith('configs/ade20k/')]
     assert len(lines) == 3, out.stdout
@@ -238,9 +234,9 @@ def test_mmseg_configs_load_in_a_fresh_process(repo_root, venv_python, stack):
 
 
 def test_mim_spelling_resolves_and_is_documented(repo_root, venv_python, stack):
-    name = _run([venv_python, 'tools/check_env.py', '--mim-name', 'mmdet'], repo_root).stdout.strip()
+    name = run([venv_python, 'tools/check_env.py', '--mim-name', 'mmdet'], repo_root).stdout.strip()
     code = f'from mim.utils import module_full_name; print(module_full_name({name!r}))'
-    out = _run([venv_python, '-W', 'ignore', '-c', code], repo_root)
+    out = run([venv_python, '-W', 'ignore', '-c', code], repo_root)
     assert out.returncode == 0 and out.stdout.strip(), out.stdout + out.stderr
     readme = open(osp.join(repo_root, 'README.md')).read()
     assert f'mim train {name} ' in readme
@@ -273,7 +269,7 @@ def _fake_driver(tmp_path, cuda):
 def test_torch_build_for_the_driver(repo_root, tmp_path, stack, driver, spec, index):
     torch_v = _pin(repo_root, stack, 'torch').split('=')[-1]
     tv_v = _pin(repo_root, stack, 'torchvision').split('=')[-1]
-    out = _run([sys.executable, 'tools/torch_cuda.py', 'plan', torch_v, tv_v], repo_root,
+    out = run([sys.executable, 'tools/torch_cuda.py', 'plan', torch_v, tv_v], repo_root,
                env=_fake_driver(tmp_path, driver))
     assert out.returncode == 0, out.stderr
     plan = dict(line.split('=', 1) for line in out.stdout.splitlines())
@@ -283,10 +279,10 @@ def test_torch_build_for_the_driver(repo_root, tmp_path, stack, driver, spec, in
 
 
 def test_torch_build_for_a_too_old_driver(repo_root, tmp_path):
-    out = _run([sys.executable, 'tools/torch_cuda.py', 'plan', '2.13.0', '0.28.0'], repo_root,
+    out = run([sys.executable, 'tools/torch_cuda.py', 'plan', '2.13.0', '0.28.0'], repo_root,
                env=_fake_driver(tmp_path, '11.8'))
     # setup_env.sh evals the output: an error message and `exit 3`
-    res = _run(['bash', '-c', out.stdout], repo_root)
+    res = run(['bash', '-c', out.stdout], repo_root)
     assert res.returncode == 3
     assert 'the NVIDIA driver supports CUDA 11.8, older than every CUDA build of torch 2.13.0' in res.stderr
     assert 'CPU_ONLY=1' in res.stderr
@@ -302,7 +298,7 @@ def test_setup_stops_when_torch_cannot_use_the_driver(repo_root, venv_python, tm
     torch_v = _pin(repo_root, stack, 'torch').split('=')[-1]
     tv_v = _pin(repo_root, stack, 'torchvision').split('=')[-1]
     env = _fake_driver(tmp_path, '12.2')
-    out = _run([venv_python, 'tools/torch_cuda.py', 'verify'], repo_root, env=env)
+    out = run([venv_python, 'tools/torch_cuda.py', 'verify'], repo_root, env=env)
     assert out.returncode == 3, out.stdout + out.stderr
     built = f'built for CUDA {torch.version.cuda}' if torch.version.cuda else 'a CPU-only build'
     assert (f'an NVIDIA driver is installed (nvidia-smi: CUDA 12.2) but torch {torch.__version__} '
@@ -311,7 +307,7 @@ def test_setup_stops_when_torch_cannot_use_the_driver(repo_root, venv_python, tm
             '--index-url https://download.pytorch.org/whl/cu126') in out.stderr
     assert 'CPU_ONLY=1 bash tools/setup_env.sh' in out.stderr
 
-    out = _run([venv_python, 'tools/check_env.py'], repo_root, env=env)
+    out = run([venv_python, 'tools/check_env.py'], repo_root, env=env)
     assert out.returncode == 1
     assert re.search(r'FAIL\s+device\s+AssertionError: an NVIDIA driver is installed '
                      r'\(nvidia-smi: CUDA 12\.2\)', out.stdout), out.stdout
@@ -319,7 +315,7 @@ def test_setup_stops_when_torch_cannot_use_the_driver(repo_root, venv_python, tm
     assert 'BROKEN: device' in out.stderr
 
     # and without a driver the same torch is fine: training runs on the CPU
-    out = _run([venv_python, 'tools/torch_cuda.py', 'verify'], repo_root, env=_fake_driver(tmp_path, None))
+    out = run([venv_python, 'tools/torch_cuda.py', 'verify'], repo_root, env=_fake_driver(tmp_path, None))
     assert out.returncode == 0 and 'trains on the CPU' in out.stdout
 
 

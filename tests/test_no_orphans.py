@@ -1,7 +1,6 @@
 """A killed ``mim train`` leaves no process behind: not mmdet's train.py (mim's child) and not
 its persistent DataLoader workers (``ExitWithLauncherHook`` in the embedded config)."""
 import os
-import os.path as osp
 import signal
 import subprocess
 import sys
@@ -9,7 +8,7 @@ import time
 
 import pytest
 
-from main_job_helpers import make_tiny_shapes, subprocess_env, write_tiny_config
+from helpers import MIM, make_tiny_shapes, subprocess_env, write_tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -52,11 +51,10 @@ def test_sigkill_of_mim_train_leaves_no_process(tmp_path, mim_mmdet):
     cfg = write_tiny_config(tmp_path / 'cfg.py', data, max_epochs=200, batch_size=2, extra='''
         train_dataloader.update(num_workers=2, persistent_workers=True)
     ''')
-    mim = osp.join(osp.dirname(sys.executable), 'mim')
-    env = dict(subprocess_env(), PATH=osp.dirname(sys.executable) + os.pathsep + os.environ['PATH'])
+    env = subprocess_env(venv_on_path=True)
     log_path = tmp_path / 'train.log'
     with open(log_path, 'w') as log:
-        proc = subprocess.Popen([mim, 'train', mim_mmdet, cfg, '--work-dir', str(tmp_path / 'work')],
+        proc = subprocess.Popen([MIM, 'train', mim_mmdet, cfg, '--work-dir', str(tmp_path / 'work')],
                                 stdout=log, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
     try:

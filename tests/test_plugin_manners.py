@@ -1,12 +1,11 @@
 """Importing dsnet_mm changes no other library's code: mmengine's checkpoint loaders and its
 distributed init stay mmengine's. What the configs ask for (``AtomicCheckpointHook``,
 ``dsnet_mm.engine.cpu_distributed``) happens only where they ask, and says so once."""
-import subprocess
 import sys
 
 import torch
 
-from main_job_helpers import subprocess_env
+from helpers import free_port, run, subprocess_env
 
 CHECK = '''
 import mmengine.dist.utils as dist_utils
@@ -23,8 +22,7 @@ print('untouched')
 
 
 def test_import_replaces_nothing_in_mmengine():
-    p = subprocess.run([sys.executable, '-c', CHECK], capture_output=True, text=True,
-                       env=subprocess_env(), timeout=300)
+    p = run([sys.executable, '-c', CHECK], env=subprocess_env(), timeout=300)
     assert p.returncode == 0 and 'untouched' in p.stdout, p.stdout + p.stderr[-3000:]
 
 
@@ -39,8 +37,7 @@ from mmengine.runner.checkpoint import load_checkpoint
 logger = MMLogger.get_instance('manners', log_level='DEBUG')
 load_checkpoint(torch.nn.Linear(2, 2), {str(path)!r}, logger=logger)
 '''
-    p = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                       env=subprocess_env(), timeout=300)
+    p = run([sys.executable, '-c', code], env=subprocess_env(), timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     out = p.stdout + p.stderr
     assert 'clearly' not in out
@@ -55,19 +52,13 @@ import torch.distributed as dist
 import dsnet_mm.engine.cpu_distributed
 print('initialised', dist.is_initialized(), dist.get_world_size() if dist.is_initialized() else 0)
 '''
-    plain = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                           env=subprocess_env(), timeout=300)
+    plain = run([sys.executable, '-c', code], env=subprocess_env(), timeout=300)
     assert 'initialised False' in plain.stdout, plain.stderr[-3000:]
     if torch.cuda.is_available():
         return   # with CUDA the module leaves everything to mmengine
-    import socket
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
     env = dict(subprocess_env(), RANK='0', WORLD_SIZE='1', LOCAL_RANK='0',
-               MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    launched = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                              env=env, timeout=300)
-    out = launched.stdout + launched.stderr
+               MASTER_ADDR='127.0.0.1', MASTER_PORT=str(free_port()))
+    launched = run([sys.executable, '-c', code], env=env, timeout=300)
+    out = launched.output
     assert 'initialised True 1' in launched.stdout, out[-3000:]
     assert out.count('gloo process group (rank 0 of 1) was initialised') == 1, out[-3000:]

@@ -14,7 +14,6 @@ import pickletools
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 import zipfile
 
@@ -22,8 +21,7 @@ import pytest
 import torch
 
 import dsnet_mm  # noqa: F401  (allow-list + clear checkpoint errors, as in every dsnet_mm run)
-from main_job_helpers import (make_tiny_shapes, mmdet_tool, run, subprocess_env,
-                              write_tiny_config)
+from helpers import MIM, make_tiny_shapes, mmdet_tool, run, subprocess_env, write_tiny_config
 
 pytestmark = pytest.mark.slow
 ITERS_PER_EPOCH = 2   # 8 training images, batch 4
@@ -93,7 +91,8 @@ def test_sigkilled_run_resumes_where_it_stopped(killed_run, tmp_path):
 
     final_epoch = k + 2
     out = run(_train_cmd(cfg, wd, '--resume', '--cfg-options',
-                         f'train_cfg.max_epochs={final_epoch}'), env=subprocess_env())
+                         f'train_cfg.max_epochs={final_epoch}'), env=subprocess_env(),
+              check=True).output
     assert f'resumed epoch: {k}, iter: {k * ITERS_PER_EPOCH}' in out, out[-3000:]
 
     after = _load(osp.join(wd, f'epoch_{final_epoch}.pth'))
@@ -149,12 +148,10 @@ def test_allow_list_is_exactly_what_runner_checkpoints_need(killed_run):
 
     # without dsnet_mm, torch's default weights_only=True refuses the file ...
     code = f'import torch; torch.load({path!r})'
-    p = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                       env=subprocess_env())
+    p = run([sys.executable, '-c', code], env=subprocess_env())
     assert p.returncode != 0 and 'weights_only' in p.stderr, p.stderr[-2000:]
     # ... with it, the file loads and weights_only is still on
-    p = subprocess.run([sys.executable, '-c', 'import dsnet_mm; ' + code], capture_output=True,
-                       text=True, env=subprocess_env())
+    p = run([sys.executable, '-c', 'import dsnet_mm; ' + code], env=subprocess_env())
     assert p.returncode == 0, p.stderr[-2000:]
 
 
@@ -206,8 +203,7 @@ def test_corrupt_checkpoints_give_a_clear_error(killed_run, tmp_path):
     wd2 = tmp_path / 'work'
     wd2.mkdir()
     (wd2 / 'last_checkpoint').write_text(str(truncated))
-    p = subprocess.run(_train_cmd(cfg, wd2, '--resume'), capture_output=True, text=True,
-                       env=subprocess_env(), timeout=300)
+    p = run(_train_cmd(cfg, wd2, '--resume'), env=subprocess_env(), timeout=300)
     assert p.returncode != 0
     assert 'truncated, corrupt or not a PyTorch checkpoint' in p.stderr + p.stdout, \
         (p.stdout + p.stderr)[-3000:]
@@ -251,15 +247,14 @@ def test_kill_while_saving_keeps_the_previous_checkpoint(tiny, tmp_path):
     cfg = write_tiny_config(tmp_path / 'cfg.py', tiny, max_epochs=3, keep=1, extra=extra)
     wd = tmp_path / 'work'
     env = subprocess_env([tmp_path])
-    p = subprocess.run(_train_cmd(cfg, wd), capture_output=True, text=True,
-                       env=dict(env, KILL_AT_EPOCH='2'), timeout=400)
+    p = run(_train_cmd(cfg, wd), env=dict(env, KILL_AT_EPOCH='2'), timeout=400)
     assert p.returncode == -signal.SIGKILL, (p.stdout + p.stderr)[-3000:]
     assert not (wd / 'epoch_2.pth').exists(), 'the checkpoint was completed before the kill'
     assert (wd / '.epoch_2.pth.tmp').exists()   # the half-written file, under a hidden name
     assert _last(wd) == str(wd / 'epoch_1.pth')
     assert _load(wd / 'epoch_1.pth')['meta']['epoch'] == 1   # complete and loadable
 
-    out = run(_train_cmd(cfg, wd, '--resume'), env=env)
+    out = run(_train_cmd(cfg, wd, '--resume'), env=env, check=True).output
     assert f'resumed epoch: 1, iter: {ITERS_PER_EPOCH}' in out, out[-3000:]
     assert _load(wd / 'epoch_3.pth')['meta']['iter'] == 3 * ITERS_PER_EPOCH
     assert _last(wd) == str(wd / 'epoch_3.pth')
@@ -283,7 +278,7 @@ def test_resume_skips_an_unreadable_last_checkpoint(killed_run, tmp_path, damage
     else:
         bad.unlink()
     out = run(_train_cmd(cfg, wd, '--resume', '--cfg-options', f'train_cfg.max_epochs={k + 1}'),
-              env=subprocess_env())
+              env=subprocess_env(), check=True).output
     assert f'Resuming from {wd}/epoch_{k - 1}.pth instead, the newest readable' in out, out[-3000:]
     assert ('truncated, corrupt' if damage == 'unreadable' else 'does not exist') in out
     assert f'resumed epoch: {k - 1}, iter: {(k - 1) * ITERS_PER_EPOCH}' in out
@@ -296,12 +291,10 @@ def test_resume_skips_an_unreadable_last_checkpoint(killed_run, tmp_path, damage
 def test_test_checkpoint_that_is_missing_says_it_is_the_checkpoint_to_test(killed_run, tmp_path,
                                                                             mim_mmdet):
     cfg = killed_run[0]
-    mim = osp.join(osp.dirname(sys.executable), 'mim')
-    p = subprocess.run([mim, 'test', mim_mmdet, cfg, '--checkpoint', str(tmp_path / 'missing.pth'),
-                        '--work-dir', str(tmp_path / 'test')], capture_output=True, text=True,
-                       env=dict(subprocess_env(), PATH=osp.dirname(sys.executable) + os.pathsep
-                                + os.environ['PATH']), timeout=300)   # mim runs `python`
-    out = p.stdout + p.stderr
+    p = run([MIM, 'test', mim_mmdet, cfg, '--checkpoint', str(tmp_path / 'missing.pth'),
+             '--work-dir', str(tmp_path / 'test')], env=subprocess_env(venv_on_path=True),
+            timeout=300)   # mim runs `python`
+    out = p.output
     assert p.returncode != 0
     assert 'is the checkpoint to test' in out, out[-3000:]
     assert 'model_converters' not in out    # no advice about backbone weights

@@ -1,4 +1,5 @@
-"""The quick-start pieces: the embedded dataset generator and tools/benchmark_coco.py.
+"""The quick start's pieces: the embedded shapes dataset generator, tools/benchmark_coco.py's
+table and the pictures of a finished run.
 
 (The quick start itself, tools/quickstart.sh, trains for ~15 min and runs in CI before the tests;
 these check its parts on tiny inputs.)
@@ -10,13 +11,10 @@ import sys
 import pytest
 import torch
 
+import benchmark_coco
 import dsnet_mm  # noqa: F401
-from main_job_helpers import ROOT, make_tiny_shapes, write_tiny_config
-
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-import benchmark_coco  # noqa: E402
-
-sys.path.pop(0)
+import make_shapes_coco
+from helpers import ROOT, make_tiny_shapes, mmdet_tool, run, subprocess_env, write_tiny_config
 
 
 def test_shapes_dataset_is_deterministic_valid_coco(tmp_path):
@@ -44,9 +42,6 @@ def test_shapes_dataset_is_deterministic_valid_coco(tmp_path):
     assert open(osp.join(a, 'train/000000.png'), 'rb').read() != \
         open(osp.join(a, 'val/000000.png'), 'rb').read()
     # a complete set is detected and kept; --check reports it
-    sys.path.insert(0, osp.join(ROOT, 'tools', 'dataset_converters'))
-    import make_shapes_coco
-    sys.path.pop(0)
     assert make_shapes_coco.check(a, 6, 3, 64) == ''
     assert 'images' in make_shapes_coco.check(a, 7, 3, 64)
     assert make_shapes_coco.main(['--out', a, '--num-train', '6', '--num-val', '3', '--size',
@@ -128,17 +123,17 @@ def test_pictures_of_a_finished_run(tmp_path):
     """The quick start's last step on a real (tiny) run: mmdet's visualizer draws predictions
     next to the ground truth, mmdet's analyze_logs (seaborn) draws the loss and val mAP curves."""
     from PIL import Image
-    from main_job_helpers import mmdet_tool, run, subprocess_env
     data = make_tiny_shapes(tmp_path / 'shapes', num_train=4, num_val=4)
     cfg = write_tiny_config(tmp_path / 'cfg.py', data, max_epochs=2, keep=1, extra='''
         train_cfg = dict(max_epochs=2, val_interval=1)
     ''')
     wd = tmp_path / 'work'
-    run([sys.executable, mmdet_tool('train.py'), cfg, '--work-dir', str(wd)], env=subprocess_env())
+    run([sys.executable, mmdet_tool('train.py'), cfg, '--work-dir', str(wd)], env=subprocess_env(),
+        check=True)
     out_dir = tmp_path / 'pictures'
     out = run([sys.executable, osp.join(ROOT, 'tools', 'analysis_tools', 'main_job_pictures.py'),
                cfg, str(wd / 'epoch_2.pth'), str(wd), '--out-dir', str(out_dir),
-               '--num-images', '3'], env=subprocess_env(), timeout=900)
+               '--num-images', '3'], env=subprocess_env(), timeout=900, check=True).output
     grid = Image.open(out_dir / 'val_predictions.png')
     # 3 images of 64 px, each ground truth | prediction, 2 per row: 2 rows, 2 columns
     assert grid.size == (2 * 128 + 4, 2 * 64 + 4), grid.size

@@ -1,0 +1,207 @@
+"""What the tests share (as mmdet's tests/test_models/test_backbones/utils.py): the repository
+root, one subprocess runner and its environment, the embedded shapes dataset with a tiny child of
+the quick-start config, the model configs of model-index.yml with builders and synthetic batches
+for them, and weights that make equality tests mean something.
+
+pytest.ini puts tests/ and the tools the tests import on ``sys.path`` (``pythonpath``)."""
+import importlib
+import os
+import os.path as osp
+import pickle
+import socket
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import torch
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+QUICKSTART_CONFIG = osp.join(ROOT, 'configs', 'embedded', 'mask_rcnn_dsnet_t_fpn_shapes.py')
+VENV_BIN = osp.dirname(sys.executable)
+MIM = osp.join(VENV_BIN, 'mim')   # the mim of the environment under test
+
+
+# ------------------------------------------------------------------ subprocesses
+def subprocess_env(extra_pythonpath=(), venv_on_path=False):
+    """This process's environment for a child: the repository (and ``extra_pythonpath``, e.g.
+    a folder with a test hook) importable, warnings quiet, one OpenMP thread. ``venv_on_path``:
+    the environment's bin/ first on PATH, for commands that start ``python`` (mim)."""
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join([*map(str, extra_pythonpath), ROOT,
+                                         env.get('PYTHONPATH', '')])
+    env['PYTHONWARNINGS'] = 'ignore'
+    env.setdefault('OMP_NUM_THREADS', '1')   # no spin-waiting on a busy machine
+    if venv_on_path:
+        env['PATH'] = VENV_BIN + os.pathsep + env.get('PATH', '')
+    return env
+
+
+def run(cmd, cwd=ROOT, env=None, timeout=600, check=False):
+    """Run ``cmd`` (items may be paths) in ``cwd`` with ``env`` (this process's when None).
+    -> ``subprocess.CompletedProcess`` with text ``stdout``, ``stderr`` and ``output`` (both).
+    ``check``: fail unless it exits 0, showing the end of its output."""
+    cmd = [str(c) for c in cmd]
+    p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    p.output = p.stdout + p.stderr
+    assert not check or p.returncode == 0, f'{cmd} failed ({p.returncode}):\n{p.output[-6000:]}'
+    return p
+
+
+def run_converter(script, *args):
+    """One of tools/model_converters/ as a user runs it."""
+    return run([sys.executable, osp.join(ROOT, 'tools', 'model_converters', script), *args],
+               timeout=300)
+
+
+def mmdet_tool(name):
+    """mmdet's own tools/ script (train.py, test.py), as ``mim`` runs it."""
+    import mmdet
+    return osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools', name)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+# ------------------------------------------------------------------ the embedded shapes dataset
+def make_tiny_shapes(out, num_train=8, num_val=4, size=64):
+    import make_shapes_coco
+    assert make_shapes_coco.main(['--out', str(out), '--num-train', str(num_train),
+                                  '--num-val', str(num_val), '--size', str(size)]) == 0
+    return str(out)
+
+
+def write_tiny_config(path, data_root, max_epochs=4, batch_size=4, keep=3, extra='',
+                      size=64):
+    """A config inheriting the quick-start config: tiny data, ``size`` px, every epoch a
+    checkpoint, logging every iteration with no smoothing."""
+    data_root = osp.join(str(data_root), '')
+    text = textwrap.dedent(f'''
+        _base_ = [{QUICKSTART_CONFIG!r}]
+        data_root = {data_root!r}
+        train_pipeline = [
+            dict(type='LoadImageFromFile'),
+            dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+            dict(type='Resize', scale=({size}, {size}), keep_ratio=True),
+            dict(type='RandomFlip', prob=0.5),
+            dict(type='PackDetInputs'),
+        ]
+        test_pipeline = [
+            dict(type='LoadImageFromFile'),
+            dict(type='Resize', scale=({size}, {size}), keep_ratio=True),
+            dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+            dict(type='PackDetInputs',
+                 meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+        ]
+        train_dataloader = dict(batch_size={batch_size}, num_workers=0, persistent_workers=False,
+                                dataset=dict(data_root=data_root, pipeline=train_pipeline))
+        val_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
+                              dataset=dict(data_root=data_root, pipeline=test_pipeline))
+        test_dataloader = val_dataloader
+        val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
+        test_evaluator = val_evaluator
+        train_cfg = dict(max_epochs={max_epochs}, val_interval=1000)
+        default_hooks = dict(logger=dict(interval=1),
+                             checkpoint=dict(interval=1, max_keep_ckpts={keep}))
+        log_processor = dict(window_size=1)
+    ''') + textwrap.dedent(extra)
+    with open(path, 'w') as f:
+        f.write(text)
+    return str(path)
+
+
+# ------------------------------------------------------------------ model configs
+def indexed_models():
+    """The models of model-index.yml's metafiles (OpenMMLab format), in order."""
+    import yaml
+    with open(osp.join(ROOT, 'model-index.yml')) as f:
+        metafiles = yaml.safe_load(f)['Import']
+    models = []
+    for meta in metafiles:
+        with open(osp.join(ROOT, meta)) as f:
+            models += yaml.safe_load(f)['Models']
+    return models
+
+
+def model_configs():
+    """The model configs the model index lists: the ones every config test runs on."""
+    return sorted({m['Config'] for m in indexed_models()})
+
+
+def load_cfg(path):
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(ROOT, path))
+    scope = cfg.get('default_scope')
+    assert scope in ('mmdet', 'mmseg', 'mmpretrain'), f'{path}: default_scope {scope!r}'
+    return cfg, scope
+
+
+def build_model(cfg, scope):
+    from mmengine.registry import DefaultScope
+    cfg.model.backbone.init_cfg = None          # no checkpoint (no download) in tests
+    if 'pretrained' in cfg.model:
+        cfg.model.pretrained = None
+    if cfg.get('data_preprocessor') is not None:   # as mmengine's Runner does
+        cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
+    registry = importlib.import_module(f'{scope}.registry').MODELS
+    with DefaultScope.overwrite_default_scope(scope):
+        model = registry.build(cfg.model)
+        model.init_weights()
+    return model
+
+
+def det_batch(with_masks, sizes=((128, 160), (120, 152))):
+    from mmdet.structures import DetDataSample
+    from mmdet.structures.mask import BitmapMasks
+    from mmengine.structures import InstanceData
+    inputs, samples = [], []
+    g = torch.Generator().manual_seed(0)
+    for h, w in sizes:
+        inputs.append(torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g))
+        boxes = torch.tensor([[10., 12., 70., 80.], [60., 40., 140., 110.], [5., 70., 50., 115.]])
+        boxes[:, 0::2].clamp_(max=w - 1)
+        boxes[:, 1::2].clamp_(max=h - 1)
+        masks = np.zeros((len(boxes), h, w), dtype=np.uint8)
+        for m, (x1, y1, x2, y2) in zip(masks, boxes.int().tolist()):
+            m[y1:y2, x1:x2] = 1
+        gt = InstanceData(bboxes=boxes, labels=torch.tensor([0, 1, 0]))
+        if with_masks:
+            gt.masks = BitmapMasks(masks, h, w)
+        s = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
+                                        scale_factor=(1., 1.), img_id=len(samples)))
+        s.gt_instances = gt
+        samples.append(s)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+# ------------------------------------------------------------------ weights
+def randomize_bn_(model, seed=1):
+    """Non-trivial BatchNorm statistics and affine weights (fresh ones are the identity)."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+    return model
+
+
+def write_source(reference, layout, path):
+    """``reference`` (a ReferenceDSNet) saved in one of the layouts the converters read."""
+    from reference_dsnet import deit_checkpoint, paddle_state_dict
+    if layout == 'paddle':
+        with open(path, 'wb') as f:
+            pickle.dump(paddle_state_dict(reference), f, protocol=2)
+    elif layout == 'deit':
+        torch.save(deit_checkpoint(reference), path)
+    elif layout == 'state_dict':
+        torch.save({'state_dict': reference.state_dict()}, path)
+    elif layout == 'flat':
+        torch.save(reference.state_dict(), path)
+    elif layout == 'ema_only':
+        torch.save({'model_ema': reference.state_dict()}, path)
+    return path
