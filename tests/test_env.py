@@ -5,6 +5,7 @@ import os
 import os.path as osp
 import re
 import shutil
+import subprocess
 import sys
 import textwrap
 
@@ -326,7 +327,7 @@ def test_idle_cores_sees_busy_cores(repo_root, venv_python):
     spin = [subprocess.Popen([sys.executable, '-c', 'import time\nt = time.time() + 20\nwhile time.time() < t: pass'])
             for _ in range(n)]
     try:
-        out = _run([venv_python, 'tools/idle_cores.py', '--window', '2'], repo_root, timeout=60)
+        out = run([venv_python, 'tools/idle_cores.py', '--window', '2'], repo_root, timeout=60)
     finally:
         for p in spin:
             p.kill()
