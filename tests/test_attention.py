@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
+from dsnet_mm.models import set_fused_attn
 from dsnet_mm.models.backbones.dsnet import (DSNet, InterScaleAlignment, IntraScalePropagation,
                                              multi_head_attention, split_heads, to_tokens)
 from helpers import randomize_bn_
@@ -105,11 +106,11 @@ def tiny():
 def test_whole_dsnet_t_fused_equals_explicit(tiny, size):
     x = torch.randn(*size, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
-        tiny.set_fused_attention(True)
+        set_fused_attn(True, tiny)
         fused = tiny(x)
-        tiny.set_fused_attention(False)
+        set_fused_attn(False, tiny)
         expl = tiny(x)
-        tiny.set_fused_attention(True)
+        set_fused_attn(True, tiny)
     for a, b in zip(fused, expl):
         torch.testing.assert_close(a, b, **TOL)
 
@@ -144,14 +145,14 @@ def test_switch_reaches_every_attention(tiny, monkeypatch):
     monkeypatch.setattr(F, 'scaled_dot_product_attention', counting)
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        tiny.set_fused_attention(True)
+        set_fused_attn(True, tiny)
         tiny(x)
         assert len(calls) == 3 * 9   # self-attention + two co-attentions in each of the 9 blocks
         calls.clear()
-        tiny.set_fused_attention(False)
+        set_fused_attn(False, tiny)
         tiny(x)
         assert calls == []
-        tiny.set_fused_attention(True)
+        set_fused_attn(True, tiny)
 
 
 @pytest.mark.parametrize('channels_last', [True, False])

@@ -1,6 +1,6 @@
-from .backbones import DSNet
+from .backbones import DSNet, checkpoint_filter_fn, set_fused_attn
 
-__all__ = ['DSNet', 'DSFPN']
+__all__ = ['DSNet', 'DSFPN', 'checkpoint_filter_fn', 'set_fused_attn']
 
 
 def __getattr__(name):

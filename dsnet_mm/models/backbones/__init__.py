@@ -1,3 +1,3 @@
-from .dsnet import DSNet
+from .dsnet import DSNet, checkpoint_filter_fn, set_fused_attn
 
-__all__ = ['DSNet']
+__all__ = ['DSNet', 'checkpoint_filter_fn', 'set_fused_attn']
