@@ -6,11 +6,10 @@
 For each (config, checkpoint) pair it runs mmdet's own test loop (``Runner.test`` with the
 config's ``test_dataloader`` / ``test_evaluator``: real COCO val2017 under data/coco for the COCO
 configs, the embedded shapes set for configs/embedded/), so AP comes from pycocotools through
-``CocoMetric``. It also counts parameters, FLOPs at the config's test size
-(``mmengine.analysis.get_model_complexity_info`` on the first test image after the test
-pipeline; DS-Net's attention matmuls are counted: under the counter's jit tracing they run
-explicitly)
-and measures inference images/s (batch 1, ``model.test_step``, after warm-up, on this machine).
+``CocoMetric``. It also counts parameters, FLOPs at the config's test size (tools/analysis_tools/get_flops.py's
+count on the first test image after the test pipeline, attention matmuls included) and measures
+inference images/s (batch 1, ``model.test_step``, after warm-up, on this machine) with mmdet's
+``InferenceBenchmark`` loop.
 
 Writes ``<out-dir>/benchmark.md`` (Markdown table) and ``<out-dir>/benchmark.json``.
 Exit status 0 when every pair was evaluated, 1 otherwise (each failure is explained).
@@ -20,8 +19,10 @@ import json
 import os
 import os.path as osp
 import sys
-import time
 import warnings
+from functools import partial
+
+from analysis_tools.get_flops import count_flops as count_model_flops   # the tools' one count
 
 BOX_KEYS = ('mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l')
 HOW_TO_GET_DATA = (
@@ -77,44 +78,40 @@ def check_checkpoint(model, ckpt_path):
 
 
 def count_flops(model, data_batch):
-    """FLOPs (multiply-adds) and the input size, as mmdet's get_flops does it."""
-    from functools import partial
-
-    from mmengine.analysis import get_model_complexity_info
-    # DS-Net's attention matmuls are counted: under the counter's jit tracing they run explicitly
-    orig_forward = model.forward
-    try:
-        data = model.data_preprocessor(data_batch)
-        model.forward = partial(orig_forward, data_samples=data['data_samples'])
-        info = get_model_complexity_info(model, None, inputs=data['inputs'], show_table=False,
-                                         show_arch=False)
-        shape = tuple(data['inputs'].shape[-2:])
-    finally:
-        model.forward = orig_forward
-    return info['flops'], shape
+    """FLOPs of the whole detector on one test batch after the data preprocessor, and its size."""
+    data = model.data_preprocessor(data_batch)
+    flops = count_model_flops(model, data['inputs'], partial(model.forward, data_samples=data['data_samples']))
+    return flops, tuple(data['inputs'].shape[-2:])
 
 
 def measure_speed(model, dataloader, n_images, n_warmup=3):
+    """Images/s of ``model.test_step`` over ``dataloader`` (batch 1) after ``n_warmup`` images,
+    timed by mmdet's ``InferenceBenchmark`` loop (None when the set has no image left to time)."""
     import torch
-    n = 0
-    t0 = None
-    with torch.no_grad():
-        for i, data in enumerate(dataloader):
-            if i == n_warmup:
-                t0 = time.perf_counter()
-            model.test_step(data)
-            if t0 is not None:
-                n += len(data['inputs'])
-            if n >= n_images:
-                break
-    if not n:
+    from mmdet.utils.benchmark import BaseBenchmark, InferenceBenchmark
+
+    class LoadedModelBenchmark(InferenceBenchmark):
+        # mmdet's __init__ would build the model and the dataloader again and move them to CUDA
+        def __init__(self, max_iter):
+            BaseBenchmark.__init__(self, max_iter, log_interval=max_iter + 1, num_warmup=n_warmup)
+            self.model, self.data_loader = model, dataloader
+
+    max_iter = min(n_warmup + n_images, len(dataloader))
+    if max_iter <= n_warmup:
         return None
-    return n / (time.perf_counter() - t0)
+    sync = torch.cuda.synchronize
+    if not torch.cuda.is_available():   # mmdet's loop synchronizes CUDA unconditionally
+        torch.cuda.synchronize = lambda device=None: None
+    try:
+        with torch.no_grad():
+            return LoadedModelBenchmark(max_iter).run_once()['fps']
+    finally:
+        torch.cuda.synchronize = sync
 
 
 def benchmark_one(cfg_path, ckpt_path, args):
     import torch
-    from mmengine.config import Config, DictAction  # noqa: F401
+    from mmengine.config import Config
     from mmengine.runner import Runner
 
     if not osp.isfile(cfg_path):
