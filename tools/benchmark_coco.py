@@ -185,20 +185,27 @@ def markdown(rows):
     return '\n'.join(lines) + '\n'
 
 
-def parse_args(argv=None):
+def evaluation_parser(doc, out_dir):
+    """The arguments of COCO evaluation tools (this one and tools/deploy/eval_onnx.py), their
+    usage taken from the tool's docstring."""
     from mmengine.config import DictAction
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+    p = argparse.ArgumentParser(description=doc.split('\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split('\n', 2)[2])
-    p.add_argument('--pair', nargs=2, action='append', metavar=('CONFIG', 'CHECKPOINT'),
-                   required=True, help='a config and its checkpoint (repeat for more models)')
-    p.add_argument('--out-dir', default='work_dirs/benchmark_coco')
+                                epilog=doc.split('\n', 2)[2])
+    p.add_argument('--out-dir', default=out_dir)
     p.add_argument('--speed-images', type=int, default=50,
                    help='images timed for inference speed (0: skip)')
-    p.add_argument('--no-flops', action='store_true', help='skip FLOP counting')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help='override settings of every config, e.g. '
+                   help='override settings of the config(s), e.g. '
                         'test_dataloader.dataset.data_root=/data/coco/')
+    return p
+
+
+def parse_args(argv=None):
+    p = evaluation_parser(__doc__, 'work_dirs/benchmark_coco')
+    p.add_argument('--pair', nargs=2, action='append', metavar=('CONFIG', 'CHECKPOINT'),
+                   required=True, help='a config and its checkpoint (repeat for more models)')
+    p.add_argument('--no-flops', action='store_true', help='skip FLOP counting')
     return p.parse_args(argv)
 
 
