@@ -1,4 +1,4 @@
-"""Two-process training with tools/dist_train.sh (torchrun, --launcher pytorch, gloo on CPU).
+"""Two-process training with ``mim train mmdet CONFIG --launcher pytorch --gpus 2`` (gloo on CPU).
 
 Checks that (1) both ranks end with identical weights (DDP keeps them in sync) and (2) the
 logged losses are the mean over ranks: mmengine's ``parse_losses`` does not reduce across
@@ -10,6 +10,7 @@ import os.path as osp
 import socket
 import glob
 import subprocess
+import sys
 
 import pytest
 import torch
@@ -50,7 +51,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_two_processes_same_weights_and_mean_loss(tmp_path):
+def test_two_processes_same_weights_and_mean_loss(tmp_path, mim_mmdet):
     data = make_tiny_shapes(tmp_path / 'shapes', num_train=8, num_val=4)
     (tmp_path / 'probe.py').write_text(PROBE)
     extra = '''
@@ -65,10 +66,11 @@ def test_two_processes_same_weights_and_mean_loss(tmp_path):
                             extra=extra)
     wd = tmp_path / 'work'
     env = subprocess_env([tmp_path])
-    env.update(PORT=str(_free_port()), OMP_NUM_THREADS='1')
-    p = subprocess.run(['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), cfg, '2',
-                        '--work-dir', str(wd)], capture_output=True, text=True, env=env,
-                       timeout=400)
+    env.update(OMP_NUM_THREADS='1')
+    mim = osp.join(osp.dirname(sys.executable), 'mim')
+    p = subprocess.run([mim, 'train', mim_mmdet, cfg, '--launcher', 'pytorch', '--gpus', '2',
+                        '--port', str(_free_port()), '--work-dir', str(wd)],
+                       capture_output=True, text=True, env=env, timeout=400)
     out = p.stdout + p.stderr
     assert p.returncode == 0, out[-5000:]
 
