@@ -109,8 +109,9 @@ def measure_speed(model, dataloader, n_images, n_warmup=3):
         torch.cuda.synchronize = sync
 
 
-def benchmark_one(cfg_path, ckpt_path, args):
-    import torch
+def build_test_runner(cfg_path, ckpt_path, args):
+    """mmengine's Runner for the config's test loop on the checkpoint, after checking that the
+    config, its test data and the checkpoint are there and that the checkpoint fits."""
     from mmengine.config import Config
     from mmengine.runner import Runner
 
@@ -119,36 +120,35 @@ def benchmark_one(cfg_path, ckpt_path, args):
     cfg = Config.fromfile(cfg_path)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    name = osp.splitext(osp.basename(cfg_path))[0]
     check_dataset(cfg, cfg_path)
     if not osp.isfile(ckpt_path):
         raise BenchmarkError(f'checkpoint not found: {ckpt_path!r}')
-
-    cfg.work_dir = osp.join(args.out_dir, name)
+    cfg.work_dir = osp.join(args.out_dir, osp.splitext(osp.basename(cfg_path))[0])
     cfg.load_from = ckpt_path
     cfg.resume = False
     cfg.launcher = 'none'
     cfg.get('default_hooks', {}).pop('visualization', None)
     runner = Runner.from_cfg(cfg)
-    model = runner.model
-    check_checkpoint(model, ckpt_path)   # before mmengine's strict=False load can hide a mismatch
+    check_checkpoint(runner.model, ckpt_path)   # before mmengine's strict=False load hides a mismatch
+    return runner
 
+
+def benchmark_one(cfg_path, ckpt_path, args):
+    import torch
+    runner = build_test_runner(cfg_path, ckpt_path, args)
     metrics = runner.test()   # mmdet's TestLoop + the config's evaluator (pycocotools)
-
-    model.eval()
-    params = sum(p.numel() for p in model.parameters())
+    model = runner.model.eval()
     flops, flops_shape = None, None
     if not args.no_flops:
-        first = next(iter(runner.test_dataloader))
-        first = {k: v[:1] for k, v in first.items()}
+        first = {k: v[:1] for k, v in next(iter(runner.test_dataloader)).items()}
         flops, flops_shape = count_flops(model, first)
     speed = None
     if args.speed_images > 0:
-        one = runner.build_dataloader(dict(cfg.test_dataloader, batch_size=1, num_workers=0,
+        one = runner.build_dataloader(dict(runner.cfg.test_dataloader, batch_size=1, num_workers=0,
                                            persistent_workers=False))
         speed = measure_speed(model, one, args.speed_images)
-
-    row = dict(config=cfg_path, checkpoint=ckpt_path, params_M=params / 1e6,
+    row = dict(config=cfg_path, checkpoint=ckpt_path,
+               params_M=sum(p.numel() for p in model.parameters()) / 1e6,
                flops_G=None if flops is None else flops / 1e9,
                flops_input_hw=flops_shape, images_per_s=speed,
                device='cuda' if next(model.parameters()).is_cuda else 'cpu',
