@@ -6,10 +6,10 @@
 For each (config, checkpoint) pair it runs mmdet's own test loop (``Runner.test`` with the
 config's ``test_dataloader`` / ``test_evaluator``: real COCO val2017 under data/coco for the COCO
 configs, the embedded shapes set for configs/embedded/), so AP comes from pycocotools through
-``CocoMetric``. It also counts parameters, FLOPs at the config's test size (tools/analysis_tools/get_flops.py's
-count on the first test image after the test pipeline, attention matmuls included) and measures
-inference images/s (batch 1, ``model.test_step`` alone, data loading excluded, after warm-up, on
-this machine) with mmdet's ``InferenceBenchmark`` loop.
+``CocoMetric``. It also counts parameters, FLOPs at the config's test size (the count of
+tools/analysis_tools/get_flops.py on the first test image after the test pipeline, attention
+matmuls included) and measures inference images/s (batch 1, ``model.test_step`` alone, data
+loading excluded, after warm-up, on this machine) with mmdet's ``InferenceBenchmark`` loop.
 
 Writes ``<out-dir>/benchmark.md`` (Markdown table) and ``<out-dir>/benchmark.json``.
 Exit status 0 when every pair was evaluated, 1 otherwise (each failure is explained).
