@@ -78,8 +78,9 @@ train_dataloader = dict(
     num_workers=1,
     persistent_workers=True,
     batch_sampler=None,
-    dataset=dict(shapes, ann_file='annotations/instances_train.json', data_prefix=dict(img='train/'),
-                 filter_cfg=dict(filter_empty_gt=True, min_size=4), pipeline=train_pipeline))
+    dataset=dict(shapes, ann_file='annotations/instances_train.json',
+                 data_prefix=dict(img='train/'), filter_cfg=dict(filter_empty_gt=True, min_size=4),
+                 pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=8,
     num_workers=1,
