@@ -3,8 +3,4 @@
 # without them: --cfg-options model.backbone.init_cfg=None model.backbone.norm_eval=False
 _base_ = './mask_rcnn_dsnet_s_fpn_1x_coco.py'
 
-model = dict(
-    backbone=dict(
-        arch='base',
-        drop_path_rate=0.3,
-        init_cfg=dict(checkpoint='https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/DSNet_base_pretrained.pdparams')))
+model = dict(backbone={{_base_.dsnet_base}})   # configs/_base_/dsnet_backbone.py

@@ -2,7 +2,7 @@
 #   mim train mmdet configs/mask_rcnn_dsnet_s_fpn_1x_coco.py                    # 1 process
 #   mim train mmdet configs/mask_rcnn_dsnet_s_fpn_1x_coco.py --launcher pytorch --gpus 8
 # The backbone loads PaddleClas's ImageNet DS-Net-S by URL, downloaded once (see
-# configs/_base_/dsnet_mmdet_1x.py for a local file instead). Without it:
+# configs/_base_/dsnet_backbone.py for a local file instead). Without it:
 #   --cfg-options model.backbone.init_cfg=None model.backbone.norm_eval=False
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',

@@ -1,6 +1,6 @@
 # Mask R-CNN, DS-Net-S + FPN, 3x (36 epochs, lr steps at 27 and 33), multi-scale 480-800 with
 # the DETR-style random-crop branch (as mmdet's Swin / ConvNeXt ms-crop-3x configs).
-_base_ = './mask_rcnn_dsnet_s_fpn_1x_coco.py'
+_base_ = ['./mask_rcnn_dsnet_s_fpn_1x_coco.py', './_base_/dsnet_mmdet_ms-3x.py']
 
 train_dataloader = dict(dataset=dict(pipeline={{_base_.dsnet_ms3x_train_pipeline}}))
 train_cfg = {{_base_.dsnet_ms3x_train_cfg}}

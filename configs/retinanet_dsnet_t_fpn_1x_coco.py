@@ -3,8 +3,4 @@
 #   --cfg-options model.backbone.init_cfg=None model.backbone.norm_eval=False
 _base_ = './retinanet_dsnet_s_fpn_1x_coco.py'
 
-model = dict(
-    backbone=dict(
-        arch='tiny',
-        drop_path_rate=0.1,
-        init_cfg=dict(checkpoint='https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/DSNet_tiny_pretrained.pdparams')))
+model = dict(backbone={{_base_.dsnet_tiny}})   # configs/_base_/dsnet_backbone.py

@@ -1,4 +1,4 @@
-"""Two-process training with tools/dist_train.sh (torchrun, --launcher pytorch, gloo on CPU).
+"""Two-process training with ``mim train mmdet CONFIG --launcher pytorch --gpus 2`` (gloo on CPU).
 
 Checks that (1) both ranks end with identical weights (DDP keeps them in sync) and (2) the
 logged losses are the mean over ranks: mmengine's ``parse_losses`` does not reduce across
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import dsnet_mm  # noqa: F401
-from helpers import ROOT, free_port, make_tiny_shapes, run, subprocess_env, write_tiny_config
+from helpers import MIM, free_port, make_tiny_shapes, run, subprocess_env, write_tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +42,7 @@ class RankProbeHook(Hook):
 '''
 
 
-def test_two_processes_same_weights_and_mean_loss(tmp_path):
+def test_two_processes_same_weights_and_mean_loss(tmp_path, mim_mmdet):
     data = make_tiny_shapes(tmp_path / 'shapes', num_train=8, num_val=4)
     (tmp_path / 'probe.py').write_text(PROBE)
     extra = '''
@@ -57,9 +57,9 @@ def test_two_processes_same_weights_and_mean_loss(tmp_path):
                             extra=extra)
     wd = tmp_path / 'work'
     env = subprocess_env([tmp_path])
-    env.update(PORT=str(free_port()), OMP_NUM_THREADS='1')
-    p = run(['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), cfg, '2', '--work-dir', str(wd)],
-            env=env, timeout=400)
+    env.update(OMP_NUM_THREADS='1')
+    p = run([MIM, 'train', mim_mmdet, cfg, '--launcher', 'pytorch', '--gpus', '2',
+             '--port', str(free_port()), '--work-dir', str(wd)], env=env, timeout=400)
     out = p.output
     assert p.returncode == 0, out[-5000:]
 

@@ -6,11 +6,10 @@
 For each (config, checkpoint) pair it runs mmdet's own test loop (``Runner.test`` with the
 config's ``test_dataloader`` / ``test_evaluator``: real COCO val2017 under data/coco for the COCO
 configs, the embedded shapes set for configs/embedded/), so AP comes from pycocotools through
-``CocoMetric``. It also counts parameters, FLOPs at the config's test size
-(``mmengine.analysis.get_model_complexity_info`` on the first test image after the test
-pipeline; DS-Net's attention matmuls are counted: under the counter's jit tracing they run
-explicitly)
-and measures inference images/s (batch 1, ``model.test_step``, after warm-up, on this machine).
+``CocoMetric``. It also counts parameters, FLOPs at the config's test size (the count of
+tools/analysis_tools/get_flops.py on the first test image after the test pipeline, attention
+matmuls included) and measures inference images/s (batch 1, ``model.test_step`` alone, data
+loading excluded, after warm-up, on this machine) with mmdet's ``InferenceBenchmark`` loop.
 
 Writes ``<out-dir>/benchmark.md`` (Markdown table) and ``<out-dir>/benchmark.json``.
 Exit status 0 when every pair was evaluated, 1 otherwise (each failure is explained).
@@ -20,8 +19,10 @@ import json
 import os
 import os.path as osp
 import sys
-import time
 import warnings
+from functools import partial
+
+from analysis_tools.get_flops import count_flops as count_model_flops   # the tools' one count
 
 BOX_KEYS = ('mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l')
 HOW_TO_GET_DATA = (
@@ -77,44 +78,41 @@ def check_checkpoint(model, ckpt_path):
 
 
 def count_flops(model, data_batch):
-    """FLOPs (multiply-adds) and the input size, as mmdet's get_flops does it."""
-    from functools import partial
-
-    from mmengine.analysis import get_model_complexity_info
-    # DS-Net's attention matmuls are counted: under the counter's jit tracing they run explicitly
-    orig_forward = model.forward
-    try:
-        data = model.data_preprocessor(data_batch)
-        model.forward = partial(orig_forward, data_samples=data['data_samples'])
-        info = get_model_complexity_info(model, None, inputs=data['inputs'], show_table=False,
-                                         show_arch=False)
-        shape = tuple(data['inputs'].shape[-2:])
-    finally:
-        model.forward = orig_forward
-    return info['flops'], shape
+    """FLOPs of the whole detector on one test batch after the data preprocessor, and its size."""
+    data = model.data_preprocessor(data_batch)
+    flops = count_model_flops(model, data['inputs'], partial(model.forward, data_samples=data['data_samples']))
+    return flops, tuple(data['inputs'].shape[-2:])
 
 
 def measure_speed(model, dataloader, n_images, n_warmup=3):
+    """Images/s of ``model.test_step`` over ``dataloader`` (batch 1) after ``n_warmup`` images,
+    timed by mmdet's ``InferenceBenchmark`` loop (None when the set has no image left to time)."""
     import torch
-    n = 0
-    t0 = None
-    with torch.no_grad():
-        for i, data in enumerate(dataloader):
-            if i == n_warmup:
-                t0 = time.perf_counter()
-            model.test_step(data)
-            if t0 is not None:
-                n += len(data['inputs'])
-            if n >= n_images:
-                break
-    if not n:
+    from mmdet.utils.benchmark import BaseBenchmark, InferenceBenchmark
+
+    class LoadedModelBenchmark(InferenceBenchmark):
+        # mmdet's __init__ would build the model and the dataloader again and move them to CUDA
+        def __init__(self, max_iter):
+            BaseBenchmark.__init__(self, max_iter, log_interval=max_iter + 1, num_warmup=n_warmup)
+            self.model, self.data_loader = model, dataloader
+
+    max_iter = min(n_warmup + n_images, len(dataloader))
+    if max_iter <= n_warmup:
         return None
-    return n / (time.perf_counter() - t0)
+    sync = torch.cuda.synchronize
+    if not torch.cuda.is_available():   # mmdet's loop synchronizes CUDA unconditionally
+        torch.cuda.synchronize = lambda device=None: None
+    try:
+        with torch.no_grad():
+            return LoadedModelBenchmark(max_iter).run_once()['fps']
+    finally:
+        torch.cuda.synchronize = sync
 
 
-def benchmark_one(cfg_path, ckpt_path, args):
-    import torch
-    from mmengine.config import Config, DictAction  # noqa: F401
+def build_test_runner(cfg_path, ckpt_path, args):
+    """mmengine's Runner for the config's test loop on the checkpoint, after checking that the
+    config, its test data and the checkpoint are there and that the checkpoint fits."""
+    from mmengine.config import Config
     from mmengine.runner import Runner
 
     if not osp.isfile(cfg_path):
@@ -122,36 +120,35 @@ def benchmark_one(cfg_path, ckpt_path, args):
     cfg = Config.fromfile(cfg_path)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    name = osp.splitext(osp.basename(cfg_path))[0]
     check_dataset(cfg, cfg_path)
     if not osp.isfile(ckpt_path):
         raise BenchmarkError(f'checkpoint not found: {ckpt_path!r}')
-
-    cfg.work_dir = osp.join(args.out_dir, name)
+    cfg.work_dir = osp.join(args.out_dir, osp.splitext(osp.basename(cfg_path))[0])
     cfg.load_from = ckpt_path
     cfg.resume = False
     cfg.launcher = 'none'
     cfg.get('default_hooks', {}).pop('visualization', None)
     runner = Runner.from_cfg(cfg)
-    model = runner.model
-    check_checkpoint(model, ckpt_path)   # before mmengine's strict=False load can hide a mismatch
+    check_checkpoint(runner.model, ckpt_path)   # before mmengine's strict=False load hides a mismatch
+    return runner
 
+
+def benchmark_one(cfg_path, ckpt_path, args):
+    import torch
+    runner = build_test_runner(cfg_path, ckpt_path, args)
     metrics = runner.test()   # mmdet's TestLoop + the config's evaluator (pycocotools)
-
-    model.eval()
-    params = sum(p.numel() for p in model.parameters())
+    model = runner.model.eval()
     flops, flops_shape = None, None
     if not args.no_flops:
-        first = next(iter(runner.test_dataloader))
-        first = {k: v[:1] for k, v in first.items()}
+        first = {k: v[:1] for k, v in next(iter(runner.test_dataloader)).items()}
         flops, flops_shape = count_flops(model, first)
     speed = None
     if args.speed_images > 0:
-        one = runner.build_dataloader(dict(cfg.test_dataloader, batch_size=1, num_workers=0,
+        one = runner.build_dataloader(dict(runner.cfg.test_dataloader, batch_size=1, num_workers=0,
                                            persistent_workers=False))
         speed = measure_speed(model, one, args.speed_images)
-
-    row = dict(config=cfg_path, checkpoint=ckpt_path, params_M=params / 1e6,
+    row = dict(config=cfg_path, checkpoint=ckpt_path,
+               params_M=sum(p.numel() for p in model.parameters()) / 1e6,
                flops_G=None if flops is None else flops / 1e9,
                flops_input_hw=flops_shape, images_per_s=speed,
                device='cuda' if next(model.parameters()).is_cuda else 'cpu',
@@ -188,20 +185,27 @@ def markdown(rows):
     return '\n'.join(lines) + '\n'
 
 
-def parse_args(argv=None):
+def evaluation_parser(doc, out_dir):
+    """The arguments of COCO evaluation tools (this one and tools/deploy/eval_onnx.py), their
+    usage taken from the tool's docstring."""
     from mmengine.config import DictAction
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+    p = argparse.ArgumentParser(description=doc.split('\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split('\n', 2)[2])
-    p.add_argument('--pair', nargs=2, action='append', metavar=('CONFIG', 'CHECKPOINT'),
-                   required=True, help='a config and its checkpoint (repeat for more models)')
-    p.add_argument('--out-dir', default='work_dirs/benchmark_coco')
+                                epilog=doc.split('\n', 2)[2])
+    p.add_argument('--out-dir', default=out_dir)
     p.add_argument('--speed-images', type=int, default=50,
                    help='images timed for inference speed (0: skip)')
-    p.add_argument('--no-flops', action='store_true', help='skip FLOP counting')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help='override settings of every config, e.g. '
+                   help='override settings of the config(s), e.g. '
                         'test_dataloader.dataset.data_root=/data/coco/')
+    return p
+
+
+def parse_args(argv=None):
+    p = evaluation_parser(__doc__, 'work_dirs/benchmark_coco')
+    p.add_argument('--pair', nargs=2, action='append', metavar=('CONFIG', 'CHECKPOINT'),
+                   required=True, help='a config and its checkpoint (repeat for more models)')
+    p.add_argument('--no-flops', action='store_true', help='skip FLOP counting')
     return p.parse_args(argv)
 
 

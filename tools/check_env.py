@@ -11,6 +11,7 @@ The stack is recognised by its mmengine distribution; its versions are checked a
 and the fix, and the script exits 1. Used at the end of ``tools/setup_env.sh`` and by the tests.
 """
 import argparse
+import importlib
 import importlib.metadata as md
 import os.path as osp
 import re
@@ -18,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import traceback
+from functools import partial
 
 import torch_cuda  # tools/torch_cuda.py (this script's folder is on sys.path)
 
@@ -165,31 +167,13 @@ def check_mmcv_cuda():
     return 'nms, RoIAlign on cuda'
 
 
-def check_mmengine():
-    import mmengine
-    check_pin('mmengine')
-    return f'{dist("mmengine")} {mmengine.__version__}'
-
-
-def check_mmdet():
-    import mmdet
-    import mmdet.models  # noqa: F401  (imports mmcv.ops)
-    check_pin('mmdet')
-    return f'{dist("mmdet")} {mmdet.__version__}'
-
-
-def check_mmseg():
-    import mmseg
-    import mmseg.models  # noqa: F401  (needs ftfy and regex)
-    check_pin('mmseg')
-    return f'{dist("mmseg")} {mmseg.__version__}'
-
-
-def check_mmpretrain():
-    import mmpretrain
-    import mmpretrain.models  # noqa: F401  (imports torchvision at module level)
-    check_pin('mmpretrain')
-    return f'{dist("mmpretrain")} {mmpretrain.__version__}'
+def check_codebase(name, *imports):
+    """Import the codebase and the parts dsnet_mm uses (``imports``), then check its pin."""
+    module = importlib.import_module(name)
+    for part in imports:
+        importlib.import_module(part)
+    check_pin(name)
+    return f'{dist(name)} {module.__version__}'
 
 
 def check_pycocotools():
@@ -253,10 +237,14 @@ CHECKS = [
      lambda: f'rebuild mmcv with its CUDA kernels where nvcc (the CUDA toolkit matching torch.version.cuda) '
              f'is installed: pip uninstall -y {dist("mmcv")}, then {REINSTALL} (FORCE_CUDA=1 is set '
              'when nvcc and nvidia-smi are found)'),
-    ('mmengine', check_mmengine, _fix_pip('mmengine')),
-    ('mmdet.models', check_mmdet, _fix_pip('mmdet', ' (needs mmcv with ops)')),
-    ('mmseg.models', check_mmseg, _fix_pip('mmseg', ' ftfy regex')),
-    ('mmpretrain.models', check_mmpretrain, _fix_pip('mmpretrain', ' (needs a working torchvision)')),
+    ('mmengine', partial(check_codebase, 'mmengine'), _fix_pip('mmengine')),
+    # mmdet.models imports mmcv.ops, mmseg.models needs ftfy and regex, mmpretrain.models imports
+    # torchvision at module level
+    ('mmdet.models', partial(check_codebase, 'mmdet', 'mmdet.models'),
+     _fix_pip('mmdet', ' (needs mmcv with ops)')),
+    ('mmseg.models', partial(check_codebase, 'mmseg', 'mmseg.models'), _fix_pip('mmseg', ' ftfy regex')),
+    ('mmpretrain.models', partial(check_codebase, 'mmpretrain', 'mmpretrain.models'),
+     _fix_pip('mmpretrain', ' (needs a working torchvision)')),
     ('pycocotools', check_pycocotools, 'pip install pycocotools'),
     ('mim', check_mim,
      lambda: f'pip install --no-deps "{pin("mim")}" && pip install -r requirements/mim.txt (with its '

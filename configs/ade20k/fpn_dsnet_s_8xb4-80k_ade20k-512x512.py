@@ -3,6 +3,10 @@
 #   mim train mmseg configs/ade20k/fpn_dsnet_s_8xb4-80k_ade20k-512x512.py
 # Backbone weights: PaddleClas's DS-Net-S, downloaded once (see _base_/dsnet_mmseg.py);
 # without them: --cfg-options model.backbone.init_cfg=None
+# One full root per segmentor, as mmseg's own configs: this and
+# upernet_dsnet_s_8xb2-160k_ade20k-512x512.py
+# differ in model base, schedule, heads and optimiser; what they share is in
+# _base_/dsnet_mmseg.py.
 _base_ = [
     './_base_/dsnet_mmseg.py',   # first: it makes `mmseg::` resolvable on OneDL (see there)
     'mmseg::_base_/models/fpn_r50.py',
@@ -11,7 +15,6 @@ _base_ = [
     'mmseg::_base_/schedules/schedule_80k.py',
 ]
 crop_size = (512, 512)
-norm_cfg = {{_base_.head_norm_cfg}}
 model = dict(
     pretrained=None,   # the base's ResNet URL; the backbone's init_cfg loads the weights
     data_preprocessor=dict(size=crop_size),

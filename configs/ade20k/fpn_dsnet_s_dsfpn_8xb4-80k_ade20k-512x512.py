@@ -3,7 +3,3 @@
 _base_ = './fpn_dsnet_s_8xb4-80k_ade20k-512x512.py'
 
 model = dict(neck=dict(type='DSFPN'))
-
-# checkpoints are written to a temp file and renamed into place: a job killed while saving
-# leaves the previous checkpoint (and last_checkpoint) usable for --resume
-default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

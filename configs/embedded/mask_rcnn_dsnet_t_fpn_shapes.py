@@ -30,17 +30,11 @@ batch_size = 8
 
 model = dict(
     data_preprocessor=dict(pad_size_divisor=32),
-    backbone=dict(
-        _delete_=True,
-        type='DSNet',
-        arch='tiny',
-        out_indices=(0, 1, 2, 3),
-        drop_path_rate=0.0,
-        attn_drop_rate=0.0,
-        frozen_stages=-1,
-        norm_eval=False,       # from scratch: BatchNorm statistics must train
-        with_cp=False,
-        init_cfg=None),
+    # Not configs/_base_/dsnet_backbone.py's: from scratch (no ImageNet weights, BatchNorm
+    # statistics train: DSNet's default norm_eval=False) and no stochastic depth or attention
+    # dropout, which only slow down learning in a run this short.
+    backbone=dict(_delete_=True, type='DSNet', arch='tiny', drop_path_rate=0.0, attn_drop_rate=0.0,
+                  init_cfg=None),
     neck=dict(type='FPN', in_channels=[64, 128, 320, 512], out_channels=ch, num_outs=5),
     rpn_head=dict(
         in_channels=ch,
@@ -78,31 +72,21 @@ test_pipeline = [
     dict(type='PackDetInputs',
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
+shapes = dict(type=dataset_type, data_root=data_root, metainfo=metainfo)   # both splits
 train_dataloader = dict(
     batch_size=batch_size,
     num_workers=1,
     persistent_workers=True,
     batch_sampler=None,
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/instances_train.json',
-        data_prefix=dict(img='train/'),
-        filter_cfg=dict(filter_empty_gt=True, min_size=4),
-        pipeline=train_pipeline))
+    dataset=dict(shapes, ann_file='annotations/instances_train.json',
+                 data_prefix=dict(img='train/'), filter_cfg=dict(filter_empty_gt=True, min_size=4),
+                 pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=8,
     num_workers=1,
     persistent_workers=False,
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/instances_val.json',
-        data_prefix=dict(img='val/'),
-        test_mode=True,
-        pipeline=test_pipeline))
+    dataset=dict(shapes, ann_file='annotations/instances_val.json', data_prefix=dict(img='val/'),
+                 test_mode=True, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(
     type='CocoMetric',
@@ -136,7 +120,7 @@ default_hooks = dict(
 # `mim train` leaves no trainer or DataLoader worker behind
 custom_hooks = [dict(type='MeanLossHook'), dict(type='ExitWithLauncherHook')]
 log_processor = dict(window_size=10)
-# multi-process (tools/dist_train.sh): gloo and a DDP wrapper that accepts CPU modules; on GPUs
+# multi-process (mim train ... --launcher pytorch): gloo and a DDP wrapper that accepts CPU modules; on GPUs
 # use backend='nccl' (DeviceAwareDDP is plain MMDistributedDataParallel there)
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 model_wrapper_cfg = dict(type='DeviceAwareDDP')

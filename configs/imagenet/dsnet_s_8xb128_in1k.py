@@ -1,5 +1,5 @@
-# DS-Net-S, ImageNet-1k, 224 x 224, the reference recipe (spec section 6 / DeiT): 300 epochs,
-# AdamW lr 1e-3 at batch 1024 (8 GPUs x 128), wd 0.05, cosine with 5 warm-up epochs,
+# DS-Net-S, ImageNet-1k, 224 x 224, the recipe of the paper and its reference code (DeiT's):
+# 300 epochs, AdamW lr 1e-3 at batch 1024 (8 GPUs x 128), wd 0.05, cosine with 5 warm-up epochs,
 # RandAugment m9, Mixup 0.8 / CutMix 1.0, label smoothing 0.1, random erasing 0.25,
 # drop-path 0.1, EMA of the weights.
 #   mim train mmpretrain configs/imagenet/dsnet_s_8xb128_in1k.py --launcher pytorch --gpus 8

@@ -145,6 +145,88 @@ def _reset_hwm():
         return False
 
 
+def make_forward(model, spec, device):
+    """A no-argument call of the model on random input of the spec's size (detectors: the whole
+    Mask R-CNN in ``mode='tensor'``, the input padded to 32 as mmdet's data preprocessor does)."""
+    import torch
+    B, H, W = spec['batch'], spec['h'], spec['w']
+    if spec['kind'] != 'detector':
+        x = torch.randn(B, 3, H, W, device=device)
+        return lambda: model(x)
+    from mmdet.structures import DetDataSample
+    ph, pw = -(-H // 32) * 32, -(-W // 32) * 32
+    x = torch.randn(B, 3, ph, pw, device=device)
+    samples = [DetDataSample(metainfo=dict(img_shape=(H, W), ori_shape=(H, W), pad_shape=(ph, pw),
+                                           batch_input_shape=(ph, pw), scale_factor=(1., 1.)))
+               for _ in range(B)]
+    return lambda: model(x, samples, mode='tensor')
+
+
+def _tensors(outputs):
+    import torch
+    if isinstance(outputs, torch.Tensor):
+        return [outputs]
+    if isinstance(outputs, dict):
+        outputs = list(outputs.values())
+    if isinstance(outputs, (list, tuple)):
+        return [t for o in outputs for t in _tensors(o)]
+    return []
+
+
+def make_step(model, forward, train, amp):
+    """One timed step: forward (eval: no grad), or forward + backward of the outputs' mean."""
+    import contextlib
+
+    import torch
+    autocast = (lambda: torch.autocast('cuda', dtype=torch.bfloat16)) if amp \
+        else contextlib.nullcontext
+
+    def step():
+        if not train:
+            with torch.no_grad(), autocast():
+                forward()
+            return
+        model.zero_grad(set_to_none=True)
+        with autocast():
+            outputs = forward()
+        sum(o.float().mean() for o in _tensors(outputs)).backward()
+    return step
+
+
+def memory_before(cuda):
+    """(memory in use before the first step, how the peak is measured)."""
+    import torch
+    gc.collect()
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        return torch.cuda.memory_allocated(), 'cuda.max_memory_allocated - allocated before'
+    how = 'VmHWM - VmRSS before' + ('' if _reset_hwm() else ' (HWM not resettable)')
+    return _status_kb('VmRSS') * 1024, how
+
+
+def memory_peak(cuda):
+    import torch
+    return torch.cuda.max_memory_allocated() if cuda else _status_kb('VmHWM') * 1024
+
+
+def time_steps(step, warmup, iters, cuda):
+    """Wall and process CPU times of ``iters`` steps after ``warmup`` untimed ones."""
+    import torch
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    for _ in range(warmup):
+        step()
+    times, cpu_times = [], []
+    for _ in range(iters):
+        sync()
+        t0, c0 = time.perf_counter(), time.process_time()
+        step()
+        sync()
+        times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
+    return times, cpu_times
+
+
 def run_child(spec):
     import torch
     torch.set_num_threads(spec['threads'])
@@ -155,81 +237,11 @@ def run_child(spec):
     model = model.to(device)
     train = spec['mode'] == 'train'
     model.train(train)
-    params = sum(p.numel() for p in model.parameters())
-    B, H, W = spec['batch'], spec['h'], spec['w']
-    if spec['kind'] == 'detector':
-        from mmdet.structures import DetDataSample
-        ph, pw = -(-H // 32) * 32, -(-W // 32) * 32   # what mmdet's data preprocessor pads to
-        x = torch.randn(B, 3, ph, pw, device=device)
-        samples = [DetDataSample(metainfo=dict(img_shape=(H, W), ori_shape=(H, W), pad_shape=(ph, pw),
-                                               batch_input_shape=(ph, pw), scale_factor=(1., 1.)))
-                   for _ in range(B)]
-
-        def forward():
-            return model(x, samples, mode='tensor')
-    else:
-        x = torch.randn(B, 3, H, W, device=device)
-
-        def forward():
-            return model(x)
-
-    def flat(o):
-        if isinstance(o, torch.Tensor):
-            return [o]
-        if isinstance(o, (list, tuple)):
-            return [t for i in o for t in flat(i)]
-        if isinstance(o, dict):
-            return [t for i in o.values() for t in flat(i)]
-        return []
-
-    amp = torch.autocast('cuda', dtype=torch.bfloat16) if (cuda and spec['amp']) else None
-
-    def step():
-        if train:
-            model.zero_grad(set_to_none=True)
-            if amp:
-                with amp:
-                    outs = forward()
-            else:
-                outs = forward()
-            sum(o.float().mean() for o in flat(outs)).backward()
-        else:
-            with torch.no_grad():
-                if amp:
-                    with amp:
-                        forward()
-                else:
-                    forward()
-
-    def sync():
-        if cuda:
-            torch.cuda.synchronize()
-
-    gc.collect()
-    if cuda:
-        sync()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    else:
-        hwm_reset = _reset_hwm()
-        base = _status_kb('VmRSS') * 1024
-    for _ in range(spec['warmup']):
-        step()
-    times, cpu_times = [], []
-    for _ in range(spec['iters']):
-        sync()
-        t0, c0 = time.perf_counter(), time.process_time()
-        step()
-        sync()
-        times.append(time.perf_counter() - t0)
-        cpu_times.append(time.process_time() - c0)
-    if cuda:
-        peak = torch.cuda.max_memory_allocated() - base
-        mem_how = 'cuda.max_memory_allocated - allocated before'
-    else:
-        peak = _status_kb('VmHWM') * 1024 - base
-        mem_how = 'VmHWM - VmRSS before' + ('' if hwm_reset else ' (HWM not resettable)')
-    return dict(spec=spec, times=times, cpu_times=cpu_times, peak_bytes=peak, params=params, note=note, mem_how=mem_how)
+    step = make_step(model, make_forward(model, spec, device), train, cuda and spec['amp'])
+    base, mem_how = memory_before(cuda)
+    times, cpu_times = time_steps(step, spec['warmup'], spec['iters'], cuda)
+    return dict(spec=spec, times=times, cpu_times=cpu_times, peak_bytes=memory_peak(cuda) - base,
+                params=sum(p.numel() for p in model.parameters()), note=note, mem_how=mem_how)
 
 
 # ------------------------------------------------------------------------------------------
@@ -263,31 +275,34 @@ def default_iters(h, w, b, args, mode):
             args.iters if args.iters is not None else n)
 
 
-def run_job(spec, args):
+def run_job(spec):
+    """Run one measurement in a fresh child process; its result, or the error it died with."""
     cmd = [sys.executable, os.path.abspath(__file__), '--child', json.dumps(spec)]
     env = dict(os.environ, OMP_NUM_THREADS=str(spec['threads']), PYTHONWARNINGS='ignore')
     env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')
-    load = os.getloadavg()[0]
-    t0 = time.time()
+    load, t0 = os.getloadavg()[0], time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-    res = None
-    for line in proc.stdout.splitlines():
-        if line.startswith('@@RESULT '):
-            res = json.loads(line[9:])
+    res = next((json.loads(line[9:]) for line in proc.stdout.splitlines()
+                if line.startswith('@@RESULT ')), None)
     if res is None:
         tail = (proc.stderr or proc.stdout)[-2000:]
         print(f'  FAILED {spec["kind"]} {spec["model"]}: {tail}', file=sys.stderr)
         res = dict(spec=spec, error=tail.strip().splitlines()[-1] if tail.strip() else 'failed')
-    res['load_before'] = load
-    res['load_after'] = os.getloadavg()[0]
-    res['wall'] = time.time() - t0
+    res.update(load_before=load, load_after=os.getloadavg()[0], wall=time.time() - t0)
     if 'times' in res:
-        ts = sorted(res['times'])
-        print(f'  {spec["kind"]:8s} {spec["model"]:9s} {spec["mode"]:5s} {spec["batch"]}x{spec["h"]}x{spec["w"]}'
-              f'{"" if spec.get("fused") is None else " fused=" + str(spec["fused"])}: '
-              f'median {statistics.median(ts) * 1e3:.1f} ms, peak {res["peak_bytes"] / 2**20:.0f} MiB '
-              f'(load {load:.1f}->{res["load_after"]:.1f}, {res["wall"]:.0f} s)', flush=True)
+        print_progress(res)
     return res
+
+
+def print_progress(res):
+    spec = res['spec']
+    fused = '' if spec.get('fused') is None else f' fused={spec["fused"]}'
+    print(f'  {spec["kind"]:8s} {spec["model"]:9s} {spec["mode"]:5s} '
+          f'{spec["batch"]}x{spec["h"]}x{spec["w"]}{fused}: '
+          f'median {statistics.median(res["times"]) * 1e3:.1f} ms, '
+          f'peak {res["peak_bytes"] / 2**20:.0f} MiB '
+          f'(load {res["load_before"]:.1f}->{res["load_after"]:.1f}, {res["wall"]:.0f} s)',
+          flush=True)
 
 
 def stats(res, key='times'):
@@ -304,39 +319,39 @@ def fmt_ratio(a, b):
     return f'{a / b:.2f}' if a is not None and b else 'n/a'
 
 
-def machine_header(args, load_start, load_end, cmdline):
-    import torch
-    cpu = platform.processor() or 'unknown CPU'
+def cpu_name():
     try:
         with open('/proc/cpuinfo') as f:
             names = [ln.split(':', 1)[1].strip() for ln in f if ln.startswith('model name')]
         if names:
-            cpu = f'{names[0]} ({len(names)} logical CPUs visible)'
+            return f'{names[0]} ({len(names)} logical CPUs visible)'
     except OSError:
         pass
+    return platform.processor() or 'unknown CPU'
+
+
+def machine_header(args, load_start, load_end, cmdline):
+    import mmdet
+    import torch
     dev = 'CPU'
     if args.device.startswith('cuda'):
-        dev = f'{torch.cuda.get_device_name(0)}' + (' (bf16 autocast)' if args.amp else ' (fp32)')
-    try:
-        import mmdet
-        mmdet_v = mmdet.__version__
-    except Exception:   # noqa: BLE001
-        mmdet_v = '?'
+        dev = torch.cuda.get_device_name(0) + (' (bf16 autocast)' if args.amp else ' (fp32)')
     return '\n'.join([
         f'- command: `{cmdline}`',
         f'- date: {datetime.datetime.now().strftime("%Y-%m-%d %H:%M")}',
-        f'- machine: {cpu}; device: {dev}',
-        f'- torch {torch.__version__}, mmdet {mmdet_v}, Python {platform.python_version()}; '
+        f'- machine: {cpu_name()}; device: {dev}',
+        f'- torch {torch.__version__}, mmdet {mmdet.__version__}, Python {platform.python_version()}; '
         f'{args.threads} intra-op threads per child process',
         f'- 1-min load average: {load_start:.1f} at start, {load_end:.1f} at end '
         '(other processes on the machine inflate and scatter the times)',
         '- time: median of N timed runs after W warm-up runs, [min-max]; memory: peak over the '
         'runs minus the resident size before them (activations + workspace, + gradients for fwd+bwd; '
         'weights excluded); one fresh process per row',
+        '- targets for the ratios to Swin-T: docs/performance.md',
     ])
 
 
-def main():
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--models', default='dsnet_t,dsnet_s,dsnet_b,r50,swin_t,pvtv2_b2',
                    help=f'backbones, comma-separated, from {sorted(BACKBONES)}')
@@ -359,66 +374,77 @@ def main():
                    help='a few minutes: DS-Net-S/R-50/Swin-T, 2-3 timed runs, no fwd+bwd')
     p.add_argument('--out', default=None, help='also write the Markdown here (and the raw JSON next to it)')
     p.add_argument('--child', default=None, help=argparse.SUPPRESS)
-    args = p.parse_args()
+    return p
 
-    if args.child:
-        res = run_child(json.loads(args.child))
-        print('@@RESULT ' + json.dumps(res), flush=True)
-        return
 
+def resolve_defaults(p, args):
+    """Fill in the device, threads and --quick's smaller job list; check the model names."""
     import torch
     if args.device is None:
         args.device = 'cuda' if torch.cuda.is_available() else 'cpu'
     if args.threads is None:
         args.threads = torch.get_num_threads()
-    if args.quick:
-        if args.models == p.get_default('models'):
-            args.models = 'dsnet_s,r50,swin_t'
-        if args.train_sizes == p.get_default('train_sizes'):
-            args.train_sizes = 'none'
-    models = [m for m in args.models.split(',') if m]
-    for m in models:
+    if args.quick and args.models == p.get_default('models'):
+        args.models = 'dsnet_s,r50,swin_t'
+    if args.quick and args.train_sizes == p.get_default('train_sizes'):
+        args.train_sizes = 'none'
+    args.models = [m for m in args.models.split(',') if m]
+    for m in args.models:
         if m not in BACKBONES:
             p.error(f'unknown model {m!r}; choose from {sorted(BACKBONES)}')
-    cmdline = 'python ' + ' '.join([os.path.relpath(__file__, ROOT)] + sys.argv[1:])
-    load_start = os.getloadavg()[0]
-    base = dict(threads=args.threads, device=args.device, amp=args.amp, fused=None)
 
-    def spec(kind, model, h, w, b, mode, fused=None):
+
+def run_all(args):
+    """Every job of the comparison, one child process each."""
+    def job(kind, model, size, mode='fwd', fused=None):
+        h, w, b = size
         wu, n = default_iters(h, w, b, args, mode)
-        return dict(base, kind=kind, model=model, h=h, w=w, batch=b, mode=mode, warmup=wu, iters=n,
-                    fused=fused)
+        return run_job(dict(threads=args.threads, device=args.device, amp=args.amp, kind=kind,
+                            model=model, h=h, w=w, batch=b, mode=mode, warmup=wu, iters=n,
+                            fused=fused))
 
     results = dict(backbone=[], detector=[], attention=[])
-    print(f'benchmark on {args.device}, {args.threads} threads; load {load_start:.1f}', flush=True)
-    for mode, sizes in (('fwd', parse_sizes(args.sizes)), ('train', parse_sizes(args.train_sizes))):
-        for (h, w, b) in sizes:
-            for m in models:
-                results['backbone'].append(run_job(spec('backbone', m, h, w, b, mode), args))
+    for mode, sizes in (('fwd', args.sizes), ('train', args.train_sizes)):
+        results['backbone'] += [job('backbone', m, size, mode)
+                                for size in parse_sizes(sizes) for m in args.models]
     if not args.no_detector:
-        (h, w, b), = parse_sizes(args.detector_size)
-        for m in args.detectors.split(','):
-            results['detector'].append(run_job(spec('detector', m, h, w, b, 'fwd'), args))
+        size, = parse_sizes(args.detector_size)
+        results['detector'] = [job('detector', m, size) for m in args.detectors.split(',')]
     if args.attention_compare:
-        (h, w, b), = parse_sizes(args.attention_size)
-        for fused in (True, False):
-            results['attention'].append(run_job(spec('backbone', 'dsnet_s', h, w, b, 'fwd', fused), args))
-    load_end = os.getloadavg()[0]
+        size, = parse_sizes(args.attention_size)
+        results['attention'] = [job('backbone', 'dsnet_s', size, fused=f) for f in (True, False)]
+    return results
 
-    md = ['# DS-Net speed and memory', '', machine_header(args, load_start, load_end, cmdline), '']
+
+def write_report(text, results, out, cmdline):
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, 'w') as f:
+        f.write(text + '\n')
+    with open(os.path.splitext(out)[0] + '.json', 'w') as f:
+        json.dump(dict(results=results, cmd=cmdline), f, indent=1)
+    print(f'\nwritten to {out}')
+
+
+def main():
+    p = build_parser()
+    args = p.parse_args()
+    if args.child:
+        print('@@RESULT ' + json.dumps(run_child(json.loads(args.child))), flush=True)
+        return
+    resolve_defaults(p, args)
+    cmdline = 'python ' + ' '.join([os.path.relpath(__file__, ROOT)] + sys.argv[1:])
+    load_start = os.getloadavg()[0]
+    print(f'benchmark on {args.device}, {args.threads} threads; load {load_start:.1f}', flush=True)
+    results = run_all(args)
+    md = ['# DS-Net speed and memory', '',
+          machine_header(args, load_start, os.getloadavg()[0], cmdline), '']
     md += backbone_tables(results['backbone'])
     md += detector_table(results['detector'])
     md += attention_table(results['attention'])
-    md += targets(results)
     text = '\n'.join(md)
     print('\n' + text)
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, 'w') as f:
-            f.write(text + '\n')
-        with open(os.path.splitext(args.out)[0] + '.json', 'w') as f:
-            json.dump(dict(results=results, cmd=cmdline), f, indent=1)
-        print(f'\nwritten to {args.out}')
+        write_report(text, results, args.out, cmdline)
 
 
 def _find(rows, model, h, w, b, mode):
@@ -429,45 +455,46 @@ def _find(rows, model, h, w, b, mode):
     return None
 
 
-def cpu_cols(r, ref):
-    """Process CPU time (all threads) per run: with one thread it is the time on an idle core,
-    hardly affected by other processes; with several it also counts threads waiting on each other."""
-    c = stats(r, 'cpu_times')['median']
-    return f'{fmt_ms(c)} | {fmt_ratio(c, stats(ref, "cpu_times")["median"] if ref else None)}'
+def measured_cells(r, ref):
+    """The cells every measured row has: W/N, time and its ratio to the reference, CPU time and its
+    ratio, peak memory and its ratio, the load. CPU time is the process time of all threads: with
+    one thread it is the time on an idle core, hardly affected by other processes."""
+    st, cpu = stats(r), stats(r, 'cpu_times')['median']
+    s = r['spec']
+    return [f'{s["warmup"]}/{s["iters"]}',
+            f'{fmt_ms(st["median"])} [{fmt_ms(st["min"])}-{fmt_ms(st["max"])}]',
+            fmt_ratio(st['median'], stats(ref)['median'] if ref else None),
+            fmt_ms(cpu), fmt_ratio(cpu, stats(ref, 'cpu_times')['median'] if ref else None),
+            f'{r["peak_bytes"] / 2**20:.0f}',
+            fmt_ratio(r['peak_bytes'], ref['peak_bytes'] if ref else None),
+            f'{r["load_before"]:.1f}-{r["load_after"]:.1f}']
+
+
+MEASURED_HEAD = ('W/N | time (ms) median [min-max] | time / Swin-T | CPU time (ms) | CPU / Swin-T '
+                 '| peak mem (MiB) | mem / Swin-T | load')
+
+
+def table_row(cells):
+    return '| ' + ' | '.join(cells) + ' |'
+
+
+def backbone_row(r, rows):
+    s = r['spec']
+    label, size = BACKBONES[s['model']][0], f'{s["batch"]} x {s["h"]} x {s["w"]}'
+    if 'times' not in r:
+        return table_row([label, '', size, '', f'failed: {r.get("error", "")[:80]}'] + [''] * 6)
+    ref = _find(rows, REF, s['h'], s['w'], s['batch'], s['mode'])
+    return table_row([label, f'{r["params"] / 1e6:.1f}', size] + measured_cells(r, ref))
 
 
 def backbone_tables(rows):
-    if not rows:
-        return []
     out = []
     for mode, title in (('fwd', 'Backbone forward (eval, no grad)'),
                         ('train', 'Backbone forward + backward (train mode)')):
         sel = [r for r in rows if r['spec']['mode'] == mode]
-        if not sel:
-            continue
-        out += [f'## {title}', '',
-                '| backbone | params (M) | input (B x H x W) | W/N | time (ms) median [min-max] '
-                '| time / Swin-T | CPU time (ms) | CPU / Swin-T | peak mem (MiB) | mem / Swin-T | load |',
-                '|---|---|---|---|---|---|---|---|---|---|---|']
-        for r in sel:
-            s = r['spec']
-            label = BACKBONES[s['model']][0]
-            size = f'{s["batch"]} x {s["h"]} x {s["w"]}'
-            if 'times' not in r:
-                out.append(f'| {label} | | {size} | | failed: {r.get("error", "")[:80]} | | | | | | |')
-                continue
-            st = stats(r)
-            ref = _find(rows, REF, s['h'], s['w'], s['batch'], mode)
-            rst = stats(ref) if ref else None
-            out.append(
-                f'| {label} | {r["params"] / 1e6:.1f} | {size} | {s["warmup"]}/{s["iters"]} | '
-                f'{fmt_ms(st["median"])} [{fmt_ms(st["min"])}-{fmt_ms(st["max"])}] | '
-                f'{fmt_ratio(st["median"], rst["median"] if rst else None)} | '
-                f'{cpu_cols(r, ref)} | '
-                f'{r["peak_bytes"] / 2**20:.0f} | '
-                f'{fmt_ratio(r["peak_bytes"], ref["peak_bytes"] if ref else None)} | '
-                f'{r["load_before"]:.1f}-{r["load_after"]:.1f} |')
-        out.append('')
+        if sel:
+            out += [f'## {title}', '', f'| backbone | params (M) | input (B x H x W) | {MEASURED_HEAD} |',
+                    '|---' * 11 + '|'] + [backbone_row(r, rows) for r in sel] + ['']
     return out
 
 
@@ -475,26 +502,17 @@ def detector_table(rows):
     if not rows:
         return []
     s0 = rows[0]['spec']
+    ref = next((r for r in rows if r['spec']['model'] == REF and 'times' in r), None)
     out = [f'## Mask R-CNN forward (eval, `mode=\'tensor\'`: backbone, FPN, RPN proposals, bbox head on '
            f'1000 RoIs, mask head on 100), {s0["batch"]} x {s0["h"]} x {s0["w"]} padded to 32', '',
-           '| detector | params (M) | W/N | time (ms) median [min-max] | time / Swin-T | CPU time (ms) '
-           '| CPU / Swin-T | peak mem (MiB) | mem / Swin-T | load | built from |',
-           '|---|---|---|---|---|---|---|---|---|---|---|']
-    ref = next((r for r in rows if r['spec']['model'] == REF and 'times' in r), None)
+           f'| detector | params (M) | {MEASURED_HEAD} | built from |', '|---' * 11 + '|']
     for r in rows:
         label = DETECTORS[r['spec']['model']][0]
         if 'times' not in r:
-            out.append(f'| {label} | | | failed: {r.get("error", "")[:80]} | | | | | | | |')
-            continue
-        st = stats(r)
-        out.append(
-            f'| {label} | {r["params"] / 1e6:.1f} | {r["spec"]["warmup"]}/{r["spec"]["iters"]} | '
-            f'{fmt_ms(st["median"])} [{fmt_ms(st["min"])}-{fmt_ms(st["max"])}] | '
-            f'{fmt_ratio(st["median"], stats(ref)["median"] if ref else None)} | '
-            f'{cpu_cols(r, ref)} | '
-            f'{r["peak_bytes"] / 2**20:.0f} | '
-            f'{fmt_ratio(r["peak_bytes"], ref["peak_bytes"] if ref else None)} | '
-            f'{r["load_before"]:.1f}-{r["load_after"]:.1f} | {r["note"]} |')
+            out.append(table_row([label, '', '', f'failed: {r.get("error", "")[:80]}'] + [''] * 7))
+        else:
+            out.append(table_row([label, f'{r["params"] / 1e6:.1f}'] + measured_cells(r, ref)
+                                 + [r['note']]))
     return out + ['']
 
 
@@ -520,41 +538,6 @@ def attention_table(rows):
             f'{(expl["peak_bytes"] - fused["peak_bytes"]) / 2**20:.0f} MiB of peak memory '
             f'({100 * (1 - fused["peak_bytes"] / expl["peak_bytes"]):.0f}%).', '']
     return out
-
-
-def targets(results):
-    """The issue's goals, judged on wall time and on CPU time (the steadier one on a busy machine)."""
-    bb, det = results['backbone'], results['detector']
-
-    def ratios(a, r):
-        if not (a and r):
-            return None
-        return (stats(a)['median'] / stats(r)['median'],
-                stats(a, 'cpu_times')['median'] / stats(r, 'cpu_times')['median'])
-
-    def verdict(v, limit):
-        if v is None:
-            return 'n/a (not measured)'
-        return (f'wall {v[0]:.2f} ({"MET" if v[0] <= limit else "MISSED"}), '
-                f'CPU time {v[1]:.2f} ({"MET" if v[1] <= limit else "MISSED"})')
-
-    def pair(h, w, b):
-        return _find(bb, 'dsnet_s', h, w, b, 'fwd'), _find(bb, REF, h, w, b, 'fwd')
-
-    a, r = pair(800, 1333, 1)
-    mem = None if not (a and r) else a['peak_bytes'] / r['peak_bytes']
-    d = next((x for x in det if x['spec']['model'] == 'dsnet_s' and 'times' in x), None)
-    s = next((x for x in det if x['spec']['model'] == REF and 'times' in x), None)
-    lines = [
-        '- DS-Net-S / Swin-T backbone forward, 16 x 224 x 224 (goal <= 0.85): '
-        + verdict(ratios(*pair(224, 224, 16)), 0.85),
-        '- DS-Net-S / Swin-T backbone forward, 1 x 800 x 1333 (goal <= 1.0): '
-        + verdict(ratios(*pair(800, 1333, 1)), 1.0),
-        '- DS-Net-S / Swin-T backbone peak memory, 1 x 800 x 1333 (goal < 1.0): '
-        + ('n/a (not measured)' if mem is None else f'{mem:.2f} ({"MET" if mem < 1 else "MISSED"})'),
-        '- Mask R-CNN DS-Net-S / Swin-T forward (goal <= 1.1): ' + verdict(ratios(d, s), 1.1),
-    ]
-    return ['## Targets', ''] + lines + ['']
 
 
 if __name__ == '__main__':

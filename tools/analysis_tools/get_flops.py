@@ -61,22 +61,35 @@ def build(cfg):
     return model, scope
 
 
+def count_flops(model, inputs, forward=None):
+    """FLOPs (one multiply-add = one FLOP) of ``forward(inputs)`` (default ``model(inputs)``), by
+    ``mmengine.analysis.get_model_complexity_info``; the one FLOP count of dsnet_mm's tools
+    (tools/benchmark_coco.py uses it too). The attention matmuls are counted: under the counter's
+    jit tracing DS-Net runs them as explicit softmax(QK^T)V, not as an SDPA op it would skip."""
+    if forward is not None:
+        model.forward = forward   # the counter calls model(...); it must run this path
+    try:
+        with torch.no_grad():
+            return get_model_complexity_info(model, inputs=(inputs, ), show_table=False,
+                                             show_arch=False)['flops']
+    finally:
+        if forward is not None:
+            del model.forward   # back to the class's forward
+
+
 def count(model, scope, shape, backbone_only, full=False):
     h, w = shape
     x = torch.rand(1, 3, h, w)
     if backbone_only:
-        return get_model_complexity_info(model.backbone, inputs=(x, ), show_table=False,
-                                         show_arch=False)
+        return count_flops(model.backbone, x)
     if scope == 'mmdet' and not full:
-        model.forward = model.extract_feat
-    elif scope == 'mmdet':
+        return count_flops(model, x, model.extract_feat)
+    if scope == 'mmdet':
         from mmdet.structures import DetDataSample
         sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
                                              batch_input_shape=(h, w), scale_factor=(1., 1.)))
-        model.forward = partial(model.forward, data_samples=[sample], mode='tensor')
-    else:   # mmseg, mmpretrain
-        model.forward = partial(model.forward, mode='tensor')
-    return get_model_complexity_info(model, inputs=(x, ), show_table=False, show_arch=False)
+        return count_flops(model, x, partial(model.forward, data_samples=[sample], mode='tensor'))
+    return count_flops(model, x, partial(model.forward, mode='tensor'))   # mmseg, mmpretrain
 
 
 def main():
@@ -88,13 +101,12 @@ def main():
     shape = tuple(args.shape) if args.shape else DEFAULT_SHAPES[scope]
     params_all = sum(p.numel() for p in model.parameters())
     params_bb = sum(p.numel() for p in model.backbone.parameters())
-    with torch.no_grad():
-        info = count(model, scope, shape, args.backbone_only, args.full)
+    flops = count(model, scope, shape, args.backbone_only, args.full)
     part = ('backbone' if args.backbone_only else 'backbone+neck'
             if scope == 'mmdet' and not args.full else 'whole model')
     res = dict(config=args.config, task=scope, shape=list(shape), counted=part,
                params_M=round((params_bb if args.backbone_only else params_all) / 1e6, 3),
-               backbone_params_M=round(params_bb / 1e6, 3), flops_G=round(info['flops'] / 1e9, 2))
+               backbone_params_M=round(params_bb / 1e6, 3), flops_G=round(flops / 1e9, 2))
     print(json.dumps(res))
     if args.json:
         with open(args.json, 'a') as f:

@@ -36,6 +36,11 @@ def pinned():
     return pins
 
 
+def pip_install(*names):
+    """The fix line: `pip install` of these distributions at their requirements/deploy.txt pins."""
+    return 'pip install ' + ' '.join(f'{name}=={pinned()[name]}' for name in names)
+
+
 def check_pins():
     from importlib.metadata import PackageNotFoundError, version
     wrong = []
@@ -128,8 +133,8 @@ CHECKS = [
     ('deploy pins', check_pins, f'{REINSTALL} (installs requirements/deploy.txt)'),
     # the compatibility layer goes before anything imports mmdeploy
     ('compat layer', check_compat, 'dsnet_mm must be importable: pip install --no-deps -e .'),
-    ('mmdeploy', check_mmdeploy, f'pip install mmdeploy==1.3.1 protobuf==3.20.2, or {REINSTALL}'),
-    ('onnxruntime', check_onnxruntime, 'pip install onnxruntime==1.23.2 protobuf==3.20.2'),
+    ('mmdeploy', check_mmdeploy, lambda: f'{pip_install("mmdeploy", "protobuf")}, or {REINSTALL}'),
+    ('onnxruntime', check_onnxruntime, lambda: pip_install('onnxruntime', 'protobuf')),
     ('export + run', check_export_and_run,
      'see the error: a newer torch may need another compatibility patch in '
      'dsnet_mm/deploy/compat.py'),

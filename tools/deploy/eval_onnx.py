@@ -17,7 +17,6 @@ not counted, img/s is batch 1 through the same backend model. Writes ``<out-dir>
 and ``benchmark.json`` as benchmark_coco.py does. Applies dsnet_mm's compatibility layer first
 and prints what it patched. Needs ``.venv-deploy`` (``bash tools/deploy/setup_deploy_env.sh``).
 """
-import argparse
 import copy
 import json
 import os
@@ -31,21 +30,13 @@ sys.path.insert(0, ROOT)
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split('\n', 2)[2])
+    from benchmark_coco import evaluation_parser
+    p = evaluation_parser(__doc__, 'work_dirs/deploy_eval')
     p.add_argument('deploy_cfg', help='the deploy config the model was exported with')
     p.add_argument('model_cfg', help='the model config (its test_dataloader / test_evaluator)')
     p.add_argument('onnx', help='the exported end2end.onnx')
-    p.add_argument('--out-dir', default='work_dirs/deploy_eval')
     p.add_argument('--batch-size', type=int, default=1, help='test batch size (default 1)')
-    p.add_argument('--speed-images', type=int, default=50,
-                   help='images timed for inference speed (0: skip)')
     p.add_argument('--device', default='cpu')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help='override settings of the model config, e.g. '
-                        'test_dataloader.dataset.data_root=/data/coco/')
     return p.parse_args(argv)
 
 
