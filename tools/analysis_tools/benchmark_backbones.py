@@ -106,6 +106,7 @@ def _dsnet_s_detector_cfg():
 
 def build_model(spec):
     import dsnet_mm  # noqa: F401  (registers DSNet into mmdet's MODELS)
+    from dsnet_mm.models import set_fused_attn
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     register_all_modules(init_default_scope=True)
@@ -124,7 +125,7 @@ def build_model(spec):
             note = DETECTORS[spec['model']][1]
         model = MODELS.build(cfg.model)
     if spec.get('fused') is not None:
-        model.set_fused_attention(spec['fused'])
+        set_fused_attn(spec['fused'], model)
     return model, note
 
 
