@@ -1,6 +1,6 @@
 # Mask R-CNN + DS-Net-T + FPN on the embedded "shapes" set: the quick-start job (tools/quickstart.sh).
 #
-# From scratch (no ImageNet weights offline), 128 x 128 images, 2 CPU cores, ~15 min of training.
+# From scratch (no ImageNet weights offline), 128 x 128 images, 2 CPU cores, 15-30 min of training.
 # Make the data first:  python tools/dataset_converters/make_shapes_coco.py   (-> data/shapes/)
 #
 # Neck: mmdet's plain FPN, not DSFPN. The quick start has to learn from scratch in minutes on two
