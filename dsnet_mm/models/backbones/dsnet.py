@@ -117,7 +117,7 @@ def set_fused_attn(enable: bool = True, module: Optional[nn.Module] = None):
 def _deprecated_set_fused_attention(self, enabled: bool = True):
     """Deprecated spelling of ``set_fused_attn(enabled, model)``."""
     warn_deprecated(type(self).__name__, 'set_fused_attention()', 'set_fused_attn(enable, model) '
-                    'from dsnet_mm.models.backbones.dsnet')
+                    'from dsnet_mm.models')
     set_fused_attn(enabled, self)
 
 
@@ -837,7 +837,7 @@ def detect_arch(backbone_state_dict) -> str:
 
 
 def to_dsnet_reference(backbone_state_dict, head_state_dict=None):
-    """Inverse of ``convert_dsnet_reference``: our names -> the reference PyTorch layout."""
+    """Inverse of ``checkpoint_filter_fn``: our names -> the reference PyTorch layout."""
     ours_to_ref = {v: k for k, v in _REF_TO_OURS.items()}
     out = OrderedDict()
     for key, value in backbone_state_dict.items():
