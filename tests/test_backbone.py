@@ -258,7 +258,7 @@ def test_train_step_gives_finite_gradients_everywhere():
 
 @pytest.mark.parametrize('arch, gflops', [('tiny', 1.84), ('small', 3.56)])
 def test_flops_match_the_reference_count(arch, gflops):
-    # fvcore-style counting, attention matmuls included (base: 8.32 G, see README)
+    # fvcore-style counting, attention matmuls included (base: 8.32 G, see docs/models.md)
     from mmengine.analysis import get_model_complexity_info
     model = DSNet(arch, out_indices=(3, )).eval()
     info = get_model_complexity_info(model, input_shape=(3, 224, 224), show_table=False,
@@ -286,11 +286,11 @@ def test_train_mode_batch_norm_on_a_1x1_map_names_the_stage(batch, hw, stage):
     model.eval()(torch.randn(1, 3, 32, 32))   # eval: running statistics, any size
 
 
-def test_readme_says_what_frozen_stages_freezes(repo_root):
+def test_docs_say_what_frozen_stages_freezes(repo_root):
     """frozen_stages=i freezes the patch embedding of stage i+1 (test_frozen_stages checks the
-    code); the README's argument table must say so."""
+    code); the argument table in docs/models.md must say so."""
     import os.path as osp
-    row = next(line for line in open(osp.join(repo_root, 'README.md'))
+    row = next(line for line in open(osp.join(repo_root, 'docs', 'models.md'))
                if line.startswith('| `frozen_stages`'))
     assert 'patch embedding of stage i+1' in row
     model = DSNet('tiny', frozen_stages=1)

@@ -1,6 +1,6 @@
 # Instance segmentation (boxes, scores, labels, masks) for ONNX Runtime, dynamic batch / height /
 # width, opset 16: Mask R-CNN and Cascade Mask R-CNN with DSNet and FPN or DSFPN. (mmdeploy 1.3.1
-# exports cascade heads only with reg_class_agnostic=True: README, "Deployment".)
+# exports cascade heads only with reg_class_agnostic=True: docs/deployment.md.)
 #
 #   python tools/deploy/export_onnx.py configs/deploy/instance-seg_onnxruntime_dynamic.py \
 #       configs/mask_rcnn_dsnet_s_fpn_1x_coco.py CHECKPOINT --work-dir work_dirs/deploy/mask_rcnn
