@@ -87,7 +87,8 @@ def _record_url(path: str, url: str):
 def cached_path(url: str) -> str:
     """Where ``url`` is (or will be) cached: ``torch.hub.get_dir()/checkpoints/<file name>``,
     the name torch and mmengine use, so a file either of them downloaded is reused; unless
-    ``checkpoint_urls/<file name>.url`` records another URL: then ``<stem>.url-<hash of the URL><ext>``."""
+    ``checkpoint_urls/<file name>.url`` records another URL: then
+    ``<stem>.url-<hash of the URL><ext>``."""
     name = osp.basename(urlparse(url).path)
     if not name:
         raise ValueError(f'checkpoint URL {url!r} names no file')
@@ -212,7 +213,7 @@ def _fetch(url: str, dst: str, progress: bool, timeout: float):
             with open(tmp, 'wb') as f, tqdm(total=expected, disable=not progress, unit='B',
                                             unit_scale=True, unit_divisor=1024) as bar:
                 while True:
-                    chunk = r.read(_CHUNK)
+                    chunk = r.read1(_CHUNK)   # what has arrived: progress follows the stream
                     if not chunk:
                         break
                     f.write(chunk)
@@ -232,7 +233,7 @@ def _fetch(url: str, dst: str, progress: bool, timeout: float):
 
 def _download(url: str, dst: str, progress, timeout, map_location):
     """Download ``url`` to ``dst`` through a checked temporary file; -> the checkpoint read."""
-    from .checkpoint import read_checkpoint_file
+    from .checkpoint import UnsafeCheckpointError, read_checkpoint_file
     if progress is None:
         progress = int(os.environ.get('LOCAL_RANK', 0)) == 0
     _writable_cache(osp.dirname(dst), url)
@@ -245,18 +246,22 @@ def _download(url: str, dst: str, progress, timeout, map_location):
         except RuntimeError as e:
             with open(tmp, 'rb') as f:
                 head = f.read(60)
+            cause = e.__cause__
+            why = (str(e).split(': ', 1)[1] if isinstance(e, UnsafeCheckpointError) else
+                   f'the reader stopped at {type(cause).__name__}: {str(cause).rstrip(".")}')
             raise CheckpointDownloadError(
                 f'the server\'s answer is not a checkpoint ({osp.getsize(tmp)} bytes, '
-                f'Content-Type {content_type}, beginning {head!r}; a proxy\'s or a login '
-                f'page?): {str(e).replace(repr(tmp), "it")} Check the URL.') from e
+                f'Content-Type {content_type}, beginning {head!r}; an error or login page of '
+                f'a proxy?): {why}. Check the URL') from e
         _record_url(dst, url)   # which URL owns this name (see cached_path)
         os.replace(tmp, dst)
         tmp = None
     except (OSError, http.client.HTTPException, CheckpointDownloadError, ValueError) as e:
         why = e.reason if isinstance(e, urllib.error.URLError) and not isinstance(
             e, urllib.error.HTTPError) else e
+        why = why if isinstance(why, CheckpointDownloadError) else f'{type(why).__name__}: {why}'
         raise CheckpointDownloadError(
-            f'cannot download checkpoint {url} to {dst}: {type(why).__name__}: {why}. Nothing '
+            f'cannot download checkpoint {url} to {dst}: {why}. Nothing '
             'was written to the cache; the next run tries again. ' + _manual_way(url, dst)) from e
     finally:
         if tmp is not None and osp.exists(tmp):
