@@ -5,6 +5,7 @@ with status 200, a HEAD announcing 0 bytes, a download killed by SIGTERM, an emp
 two URLs with one file name and an unwritable ``TORCH_HOME``."""
 import hashlib
 import http.server
+import logging
 import os
 import os.path as osp
 import pickle
@@ -194,13 +195,24 @@ def test_a_download_killed_by_sigterm_leaves_nothing_after_the_next_download(ser
     assert listing(cache) == sorted([NAME, alive.name])
 
 
-def test_empty_cached_file_is_set_aside_and_downloaded_again(server, cache, capfd):
+@pytest.fixture
+def log_lines():
+    """What dsnet_mm logs (through mmengine's current logger) during the test."""
+    from mmengine.logging import MMLogger
+    lines, handler = [], logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    yield lines
+    logger.removeHandler(handler)
+
+
+def test_empty_cached_file_is_set_aside_and_downloaded_again(server, cache, log_lines):
     url = server.route(f'/{NAME}', weights(0))
     cache.mkdir(parents=True)
     (cache / NAME).write_bytes(b'')   # e.g. a copy into the cache that failed
     assert_is(read_checkpoint(url), 0)
-    out = capfd.readouterr()
-    log = out.out + out.err
+    log = '\n'.join(log_lines)
     print(log)
     assert f'{cache / NAME}, the cached download of {url}, cannot be read' in log, log
     assert f'It is kept as {cache / NAME}.unreadable; downloading {url} again' in log, log
