@@ -9,7 +9,10 @@
     atomic on POSIX), then rewrites ``last_checkpoint`` the same way, and only then deletes
     outdated checkpoints. At every instant ``last_checkpoint`` names a complete file, so
     ``--resume`` always works. A kill during saving leaves at most a stale ``.*.tmp`` file, which
-    the next save of that step replaces.
+    the next save of that step replaces. A save that fails (a full disk: ``ENOSPC``, a quota:
+    ``EDQUOT``) removes its temporary file, leaves the previous checkpoint and
+    ``last_checkpoint`` as they were, and stops the run with an error naming the work dir, the
+    bytes a checkpoint needs and the fix.
 
     Before the runner loads anything (``before_run``, in training, validation and testing), the
     hook also checks the file it is about to load and says what that file was for: the
@@ -37,9 +40,11 @@
     averages them). Single-process runs are untouched.
 """
 import ctypes
+import errno
 import os
 import os.path as osp
 import re
+import shutil
 import signal
 import sys
 
@@ -66,11 +71,34 @@ def _fsync(path):
 def atomic_write_text(path: str, text: str):
     """Write ``text`` to ``path`` so that readers see the old or the new content, never a part."""
     tmp = osp.join(osp.dirname(path) or '.', f'.{osp.basename(path)}.{os.getpid()}.tmp')
-    with open(tmp, 'w') as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, 'w') as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:   # e.g. a full disk: leave no temporary file behind
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _human(n: int) -> str:
+    for unit in ('bytes', 'KiB', 'MiB', 'GiB'):
+        if n < 1024 or unit == 'GiB':
+            return f'{n:.0f} {unit}' if unit == 'bytes' else f'{n:.1f} {unit}'
+        n /= 1024
+
+
+def _tensor_bytes(obj) -> int:
+    """Bytes of the tensors in nested dicts / lists ``obj``."""
+    if torch.is_tensor(obj):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
 
 
 def _is_local(path: str) -> bool:
@@ -170,6 +198,34 @@ class AtomicCheckpointHook(CheckpointHook):
         return chosen
 
     # ------------------------------------------------------------ saving
+    def _no_space_error(self, runner, ckpt_filename, previous, error):
+        """The error of a save that ran out of space: where, how much, and what to do."""
+        last = osp.join(runner.work_dir, 'last_checkpoint')
+        intact = open(last).read().strip() if osp.isfile(last) else None
+        if intact and osp.isfile(intact):
+            needed, basis = osp.getsize(intact), f'the size of {osp.basename(intact)}'
+        elif previous and osp.isfile(previous):
+            needed, basis = osp.getsize(previous), f'the size of {osp.basename(previous)}'
+        else:   # first save: the weights and optimizer state are most of a checkpoint
+            sd = [runner.model.state_dict()]
+            if getattr(runner, 'optim_wrapper', None) is not None:
+                sd.append(runner.optim_wrapper.state_dict())
+            needed, basis = _tensor_bytes(sd), 'the size of the weights and optimizer state'
+        free = shutil.disk_usage(self.out_dir).free
+        where = f'the work_dir {runner.work_dir}' + (
+            '' if osp.abspath(self.out_dir) == osp.abspath(runner.work_dir)
+            else f' (checkpoints in {self.out_dir})')
+        kept = (f'{intact} (named by {last}) is intact: `--resume` continues from it'
+                if intact else 'no earlier checkpoint exists: the run starts again from scratch')
+        return OSError(
+            error.errno,
+            f'no space left to save checkpoint {ckpt_filename} in {where} '
+            f'({os.strerror(error.errno)}): a checkpoint needs about '
+            f'{needed} bytes ({_human(needed)}, {basis}), {free} bytes ({_human(free)}) are free. '
+            f'The partial file was removed and {kept}. Free at least {needed} bytes on that '
+            'file system (delete old checkpoints or other runs\' work dirs; `df -h '
+            f'{self.out_dir}`), or lower max_keep_ckpts, then run again with --resume.')
+
     def _save_checkpoint_with_step(self, runner, step, meta):
         if not isinstance(self.file_backend, LocalBackend):
             return super()._save_checkpoint_with_step(runner, step, meta)
@@ -185,27 +241,36 @@ class AtomicCheckpointHook(CheckpointHook):
             runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
 
         ckpt_filename = self.filename_tmpl.format(step)
+        previous = getattr(self, 'last_ckpt', None)
         self.last_ckpt = self.file_backend.join_path(self.out_dir, ckpt_filename)
         runner.message_hub.update_info('last_ckpt', self.last_ckpt)
 
         tmp_filename = self.tmp_name(ckpt_filename)
-        runner.save_checkpoint(   # master_only inside: other ranks return at once
-            self.out_dir,
-            tmp_filename,
-            self.file_client_args,
-            save_optimizer=self.save_optimizer,
-            save_param_scheduler=self.save_param_scheduler,
-            meta=meta,
-            by_epoch=self.by_epoch,
-            backend_args=self.backend_args,
-            **self.args)
-        if not is_main_process():
-            return
         tmp_path = osp.join(self.out_dir, tmp_filename)
-        _fsync(tmp_path)
-        os.replace(tmp_path, self.last_ckpt)
-        atomic_write_text(osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
-
+        try:
+            runner.save_checkpoint(   # master_only inside: other ranks return at once
+                self.out_dir,
+                tmp_filename,
+                self.file_client_args,
+                save_optimizer=self.save_optimizer,
+                save_param_scheduler=self.save_param_scheduler,
+                meta=meta,
+                by_epoch=self.by_epoch,
+                backend_args=self.backend_args,
+                **self.args)
+            if not is_main_process():
+                return
+            _fsync(tmp_path)
+            os.replace(tmp_path, self.last_ckpt)
+            atomic_write_text(osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
+        except OSError as e:
+            # A half-written checkpoint is useless and, on a full disk, keeps the disk full.
+            if osp.exists(tmp_path):
+                os.remove(tmp_path)
+            self.last_ckpt = previous
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise self._no_space_error(runner, ckpt_filename, previous, e) from e
+            raise
         if outdated is not None and outdated != step:
             old = osp.join(self.out_dir, self.filename_tmpl.format(outdated))
             if osp.isfile(old):

@@ -5,6 +5,7 @@ prefix or variant silently trains from random weights. ``load_checkpoint_strict`
 says how many tensors matched, shows some missing / unexpected / mis-shaped names and the likely
 fix.
 """
+import os
 import os.path as osp
 import pickle
 import pickletools
@@ -29,15 +30,22 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         ('_codecs', 'encode'),   # protocol-2 pickles store array bytes through it
     }
 
+    @classmethod
+    def allows(cls, module, name):
+        return (module, name) in cls._ALLOWED or (module.startswith('numpy')
+                                                 and name.endswith('DType'))
+
     def find_class(self, module, name):
-        if (module, name) in self._ALLOWED or (module.startswith('numpy') and name.endswith('DType')):
+        if self.allows(module, name):
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f'{module}.{name} is not allowed in a .pdparams file '
-                                     '(only numpy arrays are)')
+                                     '(a plain pickle: only numpy arrays are)')
 
 
-def load_pdparams(path: str) -> 'OrderedDict[str, torch.Tensor]':
-    """Read a PaddleClas ``.pdparams`` file without Paddle: numpy arrays -> torch tensors."""
+def load_pdparams(path) -> 'OrderedDict[str, torch.Tensor]':
+    """Read a PaddleClas ``.pdparams`` file (a plain pickle of numpy arrays) without Paddle:
+    numpy arrays -> torch tensors. Entries that are not arrays (``paddle.save`` adds
+    ``StructuredToParameterName@@``, a dict of names) are dropped."""
     import numpy as np
     with open(path, 'rb') as f:
         obj = _NumpyOnlyUnpickler(f).load()
@@ -52,6 +60,39 @@ def load_pdparams(path: str) -> 'OrderedDict[str, torch.Tensor]':
     return out
 
 
+# torch.save's legacy (non-zip) format starts with its magic number, pickled with protocol 2.
+_TORCH_LEGACY_MAGIC = b'\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19'
+
+
+def _is_torch_file(path: str) -> bool:
+    """Whether ``path`` is in one of torch.save's formats (zip, or legacy magic number), judged
+    by its bytes: a file's name says nothing (PaddleClas weights saved as ``.pth``, ``.PDPARAMS``).
+    A zip cut short has no central directory but still starts with a local file header."""
+    with open(path, 'rb') as f:
+        head = f.read(len(_TORCH_LEGACY_MAGIC))
+    return head.startswith((b'PK\x03\x04', _TORCH_LEGACY_MAGIC)) or zipfile.is_zipfile(path)
+
+
+def _plain_pickle_refused(path: str, msg: str):
+    """The globals of plain pickle ``path`` the numpy-only unpickler refuses, listed without
+    executing anything; [] when the bytes are not a complete pickle (corrupt, not unsafe)."""
+    names, strings = [], []
+    try:
+        with open(path, 'rb') as f:
+            for op, arg, _ in pickletools.genops(f):
+                if op.name in ('SHORT_BINUNICODE', 'BINUNICODE', 'UNICODE'):
+                    strings.append(arg)
+                elif op.name == 'GLOBAL':
+                    names.append(tuple(arg.split(' ', 1)))
+                elif op.name == 'STACK_GLOBAL' and len(strings) >= 2:
+                    names.append((strings[-2], strings[-1]))
+    except Exception:   # random bytes, or a pickle cut short
+        return []
+    refused = [f'{m}.{n}' for m, n in dict.fromkeys(names)
+               if not _NumpyOnlyUnpickler.allows(m, n)]
+    return refused or re.findall(r'(\S+) is not allowed', msg)
+
+
 # What to do about a missing file depends on what it was for; init weights by default.
 BACKBONE_WEIGHTS_HINT = (
     'Check the path, produce it with tools/model_converters/dsnet_to_mmpretrain.py (from reference '
@@ -63,6 +104,11 @@ BACKBONE_WEIGHTS_HINT = (
 _REFUSED_GLOBAL_RE = re.compile(r'(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)')
 _TORCH_BOILERPLATE = ('Weights only load failed', 'In PyTorch 2.6', 'Please file an issue',
                       'Check the documentation', '(1)', '(2)', 'This file can still be loaded')
+
+
+class UnsafeCheckpointError(RuntimeError):
+    """A checkpoint file is whole but holds objects safe loading refuses (named in the message);
+    reading it again, or downloading it again, cannot help."""
 
 
 def _refused_globals(path: str, msg: str):
@@ -98,38 +144,52 @@ def _torch_complaint(msg: str) -> str:
     return msg.splitlines()[0] if msg else ''
 
 
-def read_checkpoint(path: str, map_location='cpu', missing_hint: Optional[str] = None):
-    """Load a checkpoint file (``.pth`` with torch's default ``weights_only=True``, or a
-    ``.pdparams``), with a clear error for a missing file (``missing_hint`` says what to do; it
-    defaults to advice about backbone weights), a truncated, corrupt or foreign file, and a
-    file that holds objects safe loading refuses (named).
+def read_checkpoint(path, map_location='cpu', missing_hint: Optional[str] = None):
+    """Load a checkpoint file, with a clear error for a missing file (``missing_hint`` says what
+    to do; it defaults to advice about backbone weights), a truncated, corrupt or foreign file,
+    and a file that holds objects safe loading refuses (named).
 
-    ``path`` may also be an ``http(s)://`` URL (downloaded once into torch's hub cache, then read
-    as the local file it becomes) or another mmengine scheme such as ``open-mmlab://`` (left to
-    mmengine's ``CheckpointLoader``); see ``dsnet_mm/utils/download.py``."""
-    from .download import download_checkpoint, is_url, load_with_mmengine, mmengine_scheme
+    The reader is chosen by the file's bytes, not its name (:func:`read_checkpoint_file`).
+    ``path`` may be a ``str`` or ``os.PathLike``, with ``~`` expanded; or an ``http(s)://`` URL
+    (downloaded once into torch's hub cache, checked by reading it back, then loaded); or another
+    mmengine scheme such as ``open-mmlab://`` (left to mmengine's ``CheckpointLoader``); see
+    ``dsnet_mm/utils/download.py``."""
+    from .download import is_url, load_url, load_with_mmengine, mmengine_scheme
+    path = os.fspath(path)
     if is_url(path):
-        path = download_checkpoint(path)
-    elif mmengine_scheme(path):
+        return load_url(path, map_location)
+    if mmengine_scheme(path):
         return load_with_mmengine(path, map_location)
+    path = osp.expanduser(path)
     if not osp.isfile(path):
         raise FileNotFoundError(
             f'checkpoint not found: {path!r}. {missing_hint or BACKBONE_WEIGHTS_HINT}')
+    return read_checkpoint_file(path, map_location)
+
+
+def read_checkpoint_file(path: str, map_location='cpu'):
+    """Read local file ``path`` with the safe reader its content calls for: torch's
+    ``weights_only`` loader for torch.save's formats, the numpy-only unpickler for any other
+    pickle (PaddleClas ``.pdparams``). Raises ``RuntimeError`` naming the file when it cannot be
+    read (truncated, corrupt, not a checkpoint) or holds objects neither reader allows."""
+    torch_file = _is_torch_file(path)
     try:
-        if path.endswith('.pdparams'):
-            return load_pdparams(path)
-        return torch.load(path, map_location=map_location)
+        if torch_file:
+            return torch.load(path, map_location=map_location, weights_only=True)
+        return load_pdparams(path)
     except MemoryError:
         raise
     except Exception as e:  # the unpickler raises anything on garbage (IndexError, KeyError...)
         msg = str(e)
-        refused = _refused_globals(path, msg)
+        refused = (_refused_globals(path, msg) if torch_file
+                   else _plain_pickle_refused(path, msg))
         if refused:
-            raise RuntimeError(
+            raise UnsafeCheckpointError(
                 f'refusing to unpickle {path!r}: it holds Python objects that safe loading does '
                 f'not allow: {", ".join(refused)}. Only tensors, numpy arrays and mmengine\'s own '
-                'checkpoint classes are loaded; if you trust the file, re-save just its '
-                'state_dict with torch.save.') from e
+                'checkpoint classes are loaded; if you trust the file, load it with '
+                'torch.load(weights_only=False) or pickle and re-save just its tensors with '
+                'torch.save.') from e
         raise RuntimeError(
             f'cannot read checkpoint {path!r} ({osp.getsize(path)} bytes): the file is '
             'truncated, corrupt or not a PyTorch checkpoint (an interrupted save or copy?); '
