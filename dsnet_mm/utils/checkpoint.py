@@ -118,6 +118,7 @@ def read_checkpoint(path: str, map_location='cpu', missing_hint: Optional[str] =
     try:
         if path.endswith('.pdparams'):
             return load_pdparams(path)
+        allow_mmengine_checkpoints()   # runner checkpoints (message hub) load with weights_only
         return torch.load(path, map_location=map_location)
     except MemoryError:
         raise
@@ -303,7 +304,10 @@ def allow_mmengine_checkpoints():
     Instead of turning the safety off, add exactly the classes those files contain
     (:func:`mmengine_checkpoint_globals`) to torch's allow-list (its documented extension point,
     ``torch.serialization.add_safe_globals``); anything else is still refused, and no loader of
-    mmengine is replaced. Idempotent; called when ``dsnet_mm`` is imported.
+    mmengine is replaced. Idempotent. Applied by what loads runner checkpoints:
+    :func:`read_checkpoint` and ``AtomicCheckpointHook`` (before the runner resumes or loads);
+    call it before mmengine's ``load_checkpoint`` / mmdet's ``init_detector`` elsewhere.
+    ``import dsnet_mm`` leaves the allow-list alone.
     """
     global _SAFE_GLOBALS_DONE
     if _SAFE_GLOBALS_DONE:
