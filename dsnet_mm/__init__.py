@@ -1,5 +1,11 @@
 """DS-Net for OpenMMLab. ``import dsnet_mm`` (or ``custom_imports``) registers ``DSNet`` and
-``DSFPN`` in the mmdet, mmseg and mmpretrain ``MODELS`` registries."""
+``DSFPN`` in the mmdet, mmseg and mmpretrain ``MODELS`` registries, and does nothing else.
+
+What some runs need besides is applied where it is needed: the OneDL ``mmseg::`` config scope by
+the ADE20K configs (``dsnet_mm.utils.config_scopes``), torch's ``weights_only`` allow-list for
+mmengine runner checkpoints by what loads them (``dsnet_mm.utils.allow_mmengine_checkpoints``:
+``AtomicCheckpointHook`` before a resume / load, and dsnet_mm's own checkpoint reader).
+"""
 try:
     import mmengine  # noqa: F401
 except ImportError as e:   # setup.py cannot name it: its distribution differs between the stacks
@@ -10,15 +16,9 @@ except ImportError as e:   # setup.py cannot name it: its distribution differs b
         'requirements/stacks/), or pip install mmengine / onedl-mmengine into this '
         'environment.') from e
 
-from .registry import fix_config_scopes as _fix_config_scopes
 from .registry import register_all as _register_all
-from .utils.checkpoint import allow_mmengine_checkpoints as _allow_mmengine_checkpoints
 from .version import __version__
 
 _register_all()
-# OneDL: `mmseg::` bases resolve to onedl-mmsegmentation (no-op on upstream)
-_fix_config_scopes()
-# runner checkpoints (--resume) load under torch's default weights_only=True
-_allow_mmengine_checkpoints()
 
 __all__ = ['__version__']

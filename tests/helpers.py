@@ -205,3 +205,18 @@ def write_source(reference, layout, path):
     elif layout == 'ema_only':
         torch.save({'model_ema': reference.state_dict()}, path)
     return path
+
+
+def convert_dsnet_reference(state_dict):
+    """``checkpoint_filter_fn`` split into ``(backbone, head)`` dicts: ``head`` has the
+    ``weight`` / ``bias`` of the 1000-class linear (empty if the file has none)."""
+    from collections import OrderedDict
+
+    from dsnet_mm.models import checkpoint_filter_fn
+    backbone, head = OrderedDict(), OrderedDict()
+    for key, value in checkpoint_filter_fn(state_dict).items():
+        if key.startswith('head.'):
+            head[key[5:]] = value
+        else:
+            backbone[key] = value
+    return backbone, head

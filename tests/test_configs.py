@@ -22,6 +22,7 @@ from mmengine.config import Config
 from mmengine.structures import PixelData
 
 import dsnet_mm  # noqa: F401  (the configs' custom_imports)
+from dsnet_mm.utils import read_checkpoint
 from helpers import MIM, ROOT, build_model, det_batch, load_cfg, model_configs, run
 
 CONFIGS = model_configs()
@@ -265,7 +266,7 @@ def test_mim_train_mask_rcnn_s(tmp_path, mim_mmdet):
     assert (work / 'last_checkpoint').read_text().strip().endswith('epoch_1.pth')
 
     # the checkpoint loads, and fits a freshly built model exactly
-    ckpt = torch.load(ckpt_path, map_location='cpu')   # weights_only=True: dsnet_mm allow-lists mmengine's classes
+    ckpt = read_checkpoint(str(ckpt_path))   # weights_only=True, mmengine's classes allow-listed
     assert ckpt['meta']['epoch'] == 1 and ckpt['meta']['iter'] == 2
     cfg, scope = load_cfg('configs/mask_rcnn_dsnet_s_fpn_1x_coco.py')
     model = build_model(cfg, scope)

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import dsnet_mm  # noqa: F401
+from dsnet_mm.utils import read_checkpoint
 from helpers import MIM, free_port, make_tiny_shapes, run, subprocess_env, write_tiny_config
 
 pytestmark = pytest.mark.slow
@@ -75,7 +76,7 @@ def test_two_processes_same_weights_and_mean_loss(tmp_path, mim_mmdet):
         n_params += 1
     assert n_params > 100
     # and rank 0's are the ones in the saved checkpoint
-    ckpt = torch.load(wd / 'epoch_2.pth')['state_dict']
+    ckpt = read_checkpoint(str(wd / 'epoch_2.pth'))['state_dict']   # a runner checkpoint
     for k, v in w0.items():
         assert torch.equal(v, ckpt[k]), k
 

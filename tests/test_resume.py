@@ -1,7 +1,8 @@
 """Interrupted training resumes where it stopped, under torch's default ``weights_only=True``.
 
 Real runs of the embedded config (mmdet's tools/train.py, mmengine runner) on a tiny shapes set,
-killed with SIGKILL, then resumed with ``--resume``. Also: the allow-list of
+killed with SIGKILL, then resumed with ``--resume`` (``AtomicCheckpointHook`` applies the
+allow-list before the runner loads). Also: the allow-list of
 ``dsnet_mm.utils.allow_mmengine_checkpoints`` is exactly what a runner checkpoint needs and
 nothing arbitrary loads; corrupt / truncated checkpoints give a clear error; a kill while a
 checkpoint is being written leaves the previous one usable (``AtomicCheckpointHook``).
@@ -20,7 +21,7 @@ import zipfile
 import pytest
 import torch
 
-import dsnet_mm  # noqa: F401  (allow-list + clear checkpoint errors, as in every dsnet_mm run)
+from dsnet_mm.utils import allow_mmengine_checkpoints
 from helpers import MIM, make_tiny_shapes, mmdet_tool, run, subprocess_env, write_tiny_config
 
 pytestmark = pytest.mark.slow
@@ -42,6 +43,7 @@ def _last(work_dir):
 
 
 def _load(path):
+    allow_mmengine_checkpoints()
     return torch.load(path, map_location='cpu')   # weights_only: torch's default (True)
 
 
@@ -146,12 +148,13 @@ def test_allow_list_is_exactly_what_runner_checkpoints_need(killed_run):
     # dtype classes, which are needed as the types of BUILD (the load below fails without them)
     assert {g for g in allowed if not g[1].endswith('DType')} == needed, needed
 
-    # without dsnet_mm, torch's default weights_only=True refuses the file ...
+    # torch's default weights_only=True refuses the file, also after `import dsnet_mm` ...
     code = f'import torch; torch.load({path!r})'
-    p = run([sys.executable, '-c', code], env=subprocess_env())
-    assert p.returncode != 0 and 'weights_only' in p.stderr, p.stderr[-2000:]
-    # ... with it, the file loads and weights_only is still on
     p = run([sys.executable, '-c', 'import dsnet_mm; ' + code], env=subprocess_env())
+    assert p.returncode != 0 and 'weights_only' in p.stderr, p.stderr[-2000:]
+    # ... with the allow-list, the file loads and weights_only is still on
+    allow = 'from dsnet_mm.utils import allow_mmengine_checkpoints; allow_mmengine_checkpoints(); '
+    p = run([sys.executable, '-c', allow + code], env=subprocess_env())
     assert p.returncode == 0, p.stderr[-2000:]
 
 
@@ -170,6 +173,7 @@ class _SneakyGetattr:
 
 def test_arbitrary_pickles_still_refused(tmp_path, monkeypatch):
     import argparse
+    allow_mmengine_checkpoints()   # refused with the allow-list in place
     mark = tmp_path / 'pwned'
     monkeypatch.setenv('EVIL_MARK', str(mark))
     for i, obj in enumerate([{'state_dict': {}, 'x': _Evil()},

@@ -212,7 +212,7 @@ def parse_args(argv=None):
 def main(argv=None):
     warnings.filterwarnings('ignore', category=UserWarning)
     args = parse_args(argv)
-    import dsnet_mm  # noqa: F401  (registers DSNet / DSFPN and the checkpoint allow-list)
+    import dsnet_mm  # noqa: F401  (registers DSNet / DSFPN)
     os.makedirs(args.out_dir, exist_ok=True)
     rows, failures = [], []
     for cfg_path, ckpt_path in args.pair:

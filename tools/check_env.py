@@ -204,6 +204,7 @@ def check_mim():
 
 def check_dsnet_mm():
     import dsnet_mm
+    import dsnet_mm.utils.config_scopes  # noqa: F401  (as the ADE20K configs do)
     from dsnet_mm.registry import registered_scopes
     from mmengine.config.utils import MODULE2PACKAGE
     from mmengine.utils import get_installed_path

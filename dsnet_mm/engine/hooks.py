@@ -15,7 +15,9 @@
     bytes a checkpoint needs and the fix.
 
     Before the runner loads anything (``before_run``, in training, validation and testing), the
-    hook also checks the file it is about to load and says what that file was for: the
+    hook adds mmengine's checkpoint classes to torch's ``weights_only`` allow-list
+    (``dsnet_mm.utils.allow_mmengine_checkpoints``), checks the file it is about to load and
+    says what that file was for: the
     checkpoint to resume from, to start training from (``load_from``) or to test
     (``mim test --checkpoint``). ``--resume`` (no path) whose ``last_checkpoint`` names a missing
     or unreadable file resumes from the newest readable checkpoint of the run instead, and
@@ -57,7 +59,7 @@ from mmengine.registry import HOOKS
 from mmengine.runner import BaseLoop
 from mmengine.runner.checkpoint import find_latest_checkpoint
 
-from ..utils.checkpoint import read_checkpoint
+from ..utils.checkpoint import allow_mmengine_checkpoints, read_checkpoint
 
 
 def _fsync(path):
@@ -138,6 +140,10 @@ class AtomicCheckpointHook(CheckpointHook):
     def before_run(self, runner):
         super().before_run(runner)
         resume, load_from = runner._resume, runner._load_from
+        if resume or load_from is not None:
+            # the runner's loader is torch.load with weights_only=True (torch >= 2.6), which
+            # refuses the message hub of a runner checkpoint unless its classes are allowed
+            allow_mmengine_checkpoints()
         if resume and load_from is None:
             last = find_latest_checkpoint(runner.work_dir)   # what mmengine would resume from
             if last is not None and _is_local(last):

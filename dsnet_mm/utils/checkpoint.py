@@ -3,7 +3,7 @@
 mmengine's ``PretrainedInit`` loads with ``strict=False`` and only logs mismatches, so a wrong
 prefix or variant silently trains from random weights. ``load_checkpoint_strict`` refuses: it
 says how many tensors matched, shows some missing / unexpected / mis-shaped names and the likely
-fix.
+fix for a DS-Net backbone (``explain_mismatch``).
 """
 import os
 import os.path as osp
@@ -12,6 +12,7 @@ import pickletools
 import re
 import zipfile
 from collections import OrderedDict
+from functools import partial
 from typing import Callable, Optional
 
 import torch
@@ -94,6 +95,11 @@ def _plain_pickle_refused(path: str, msg: str):
 
 
 # What to do about a missing file depends on what it was for; init weights by default.
+PRETRAINED_ARG_HINT = (
+    "This file is named by the config's model.pretrained (mmseg's EncoderDecoder passes it to "
+    'the backbone), often a ResNet checkpoint left over from the base config: set '
+    'model.pretrained=None and give the DS-Net weights in model.backbone.init_cfg, or put a '
+    'DS-Net checkpoint in model.pretrained.')
 BACKBONE_WEIGHTS_HINT = (
     'Check the path, produce it with tools/model_converters/dsnet_to_mmpretrain.py (from reference '
     'DS-Net or PaddleClas weights) or an mmpretrain ImageNet run, or train from scratch with '
@@ -175,6 +181,7 @@ def read_checkpoint_file(path: str, map_location='cpu'):
     torch_file = _is_torch_file(path)
     try:
         if torch_file:
+            allow_mmengine_checkpoints()   # runner checkpoints (message hub) load with weights_only
             return torch.load(path, map_location=map_location, weights_only=True)
         return load_pdparams(path)
     except MemoryError:
@@ -210,6 +217,16 @@ def extract_state_dict(ckpt) -> 'OrderedDict[str, torch.Tensor]':
     if sd and all(k.startswith('module.') for k in sd):   # saved from DataParallel / DDP
         sd = OrderedDict((k[7:], v) for k, v in sd.items())
     return sd
+
+
+def save_checkpoint_atomic(obj, path: str):
+    """``torch.save`` to a temporary file beside ``path``, renamed over it when complete: an
+    interrupted save never leaves a partial ``path``."""
+    import os
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    tmp = f'{path}.tmp.{os.getpid()}'
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------ strict loading
@@ -252,23 +269,54 @@ def check_state_dict_fits(module: torch.nn.Module, state_dict, source: str = 'th
     raise ValueError('\n'.join(lines))
 
 
+def explain_mismatch(module: torch.nn.Module, state_dict, missing, unexpected, mis_shaped,
+                     from_pretrained_arg: bool = False) -> Optional[str]:
+    """The likely cause of a checkpoint that does not fit a ``DSNet`` ``module`` (the "Likely
+    fix" of ``check_state_dict_fits``), from the keys of the (converted) ``state_dict``."""
+    from ..models.backbones.dsnet_checkpoint import DS_BLOCK_KEY_RE, detect_arch
+    pretrained_arg = PRETRAINED_ARG_HINT if from_pretrained_arg else ''
+    heads = {k.split('.')[0] for k in state_dict}
+    if heads & {'neck', 'rpn_head', 'roi_head', 'bbox_head', 'decode_head', 'head', 'backbone'}:
+        return ("the keys are a whole model's (neck/head/backbone); select the backbone with "
+                "init_cfg prefix='backbone.'")
+    if not any(DS_BLOCK_KEY_RE.match(k) for k in state_dict):
+        return (f'this is not a DS-Net checkpoint: its keys look like another backbone\'s '
+                f'({_examples(state_dict)}). Use DS-Net weights (converted with '
+                f'tools/model_converters/dsnet_to_mmpretrain.py). {pretrained_arg}').strip()
+    try:
+        ckpt_arch = detect_arch(state_dict)
+    except ValueError:
+        ckpt_arch = None
+    own = [k for k, v in module.arch_zoo.items() if len(k) > 1 and v['depths'] ==
+           module.arch_settings['depths']]
+    if ckpt_arch and ckpt_arch not in own:
+        return (f"the checkpoint is DS-Net-{ckpt_arch} but the model is "
+                f"{own[0] if own else module.arch_settings}: set arch='{ckpt_arch}' or use a "
+                f"DS-Net-{own[0] if own else '?'} checkpoint")
+    if mis_shaped:
+        return 'the channel widths differ: the checkpoint comes from another arch dict'
+    return None
+
+
 def load_checkpoint_strict(module: torch.nn.Module, filename: str, prefix: Optional[str] = None,
-                           convert: Optional[Callable] = None, hint: Optional[Callable] = None,
                            map_location='cpu', logger=None,
-                           missing_hint: Optional[str] = None) -> int:
-    """Load ``filename`` into ``module``, all tensors or an error.
+                           from_pretrained_arg: bool = False) -> int:
+    """Load ``filename`` into the ``DSNet`` ``module``, all tensors or an error.
+
+    The module's ``load_state_dict`` renames reference / PaddleClas keys (``DSNet`` converts
+    whatever is loaded into it); when the weights do not fit, the error counts and names the
+    mismatches and gives the likely fix (:func:`explain_mismatch`).
 
     Args:
         prefix: keep only the keys under it and strip it (``'backbone.'`` for a classifier or a
             detector checkpoint); None takes the whole dict; ``'auto'`` is ``'backbone.'`` when
             the file has such keys, else None.
-        convert: ``fn(state_dict) -> state_dict`` applied after the prefix (e.g. the
-            reference DS-Net names -> ours).
-        hint: ``fn(state_dict, missing, unexpected, mis_shaped) -> str | None`` for the error.
-        missing_hint: what to do when the file does not exist (default: backbone-weights advice).
+        from_pretrained_arg: the file was named by mmseg's ``model.pretrained``: the errors
+            say so, since that is often a leftover of a base config.
     Returns:
         the number of tensors loaded.
     """
+    missing_hint = PRETRAINED_ARG_HINT if from_pretrained_arg else None
     sd = extract_state_dict(read_checkpoint(filename, map_location, missing_hint))
     if prefix == 'auto':
         prefix = 'backbone.' if any(k.startswith('backbone.') for k in sd) else None
@@ -284,13 +332,20 @@ def load_checkpoint_strict(module: torch.nn.Module, filename: str, prefix: Optio
                 'backbone or reference DS-Net file, or convert it with '
                 'tools/model_converters/dsnet_to_mmpretrain.py.')
         sd = sub
-    if convert is not None:
-        sd = convert(sd)
-    n = check_state_dict_fits(module, sd, name, hint)
-    module.load_state_dict(sd, strict=True)
+    try:
+        module.load_state_dict(sd, strict=True)
+    except RuntimeError:
+        # Say what does not fit, in the names the module converted to (a failed load, so
+        # the conversion runs again here only to explain it).
+        from ..models.backbones.dsnet_checkpoint import checkpoint_filter_fn
+        check_state_dict_fits(module, checkpoint_filter_fn(sd, module), name,
+                              partial(explain_mismatch, module,
+                                      from_pretrained_arg=from_pretrained_arg))
+        raise
     if logger is None:
         from mmengine.logging import MMLogger
         logger = MMLogger.get_current_instance()
+    n = len(module.state_dict())
     logger.info(f'{module.__class__.__name__}: loaded all {n} tensors from {name}')
     return n
 
@@ -363,7 +418,10 @@ def allow_mmengine_checkpoints():
     Instead of turning the safety off, add exactly the classes those files contain
     (:func:`mmengine_checkpoint_globals`) to torch's allow-list (its documented extension point,
     ``torch.serialization.add_safe_globals``); anything else is still refused, and no loader of
-    mmengine is replaced. Idempotent; called when ``dsnet_mm`` is imported.
+    mmengine is replaced. Idempotent. Applied by what loads runner checkpoints:
+    :func:`read_checkpoint` and ``AtomicCheckpointHook`` (before the runner resumes or loads);
+    call it before mmengine's ``load_checkpoint`` / mmdet's ``init_detector`` elsewhere.
+    ``import dsnet_mm`` leaves the allow-list alone.
     """
     global _SAFE_GLOBALS_DONE
     if _SAFE_GLOBALS_DONE:

@@ -16,12 +16,9 @@ The result is checked before it is written: the converted weights are loaded str
 freshly built mmpretrain ImageClassifier.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 import time
-
-import torch
 
 
 def build_classifier(arch: str, num_classes: int):
@@ -38,8 +35,8 @@ def build_classifier(arch: str, num_classes: int):
 
 def convert(src: str):
     """Returns ``(state_dict, meta)`` of the mmpretrain checkpoint."""
-    from dsnet_mm.models.backbones.dsnet import (checkpoint_filter_fn, detect_arch,
-                                                 is_paddle_layout)
+    from dsnet_mm.models.backbones.dsnet_checkpoint import (checkpoint_filter_fn, detect_arch,
+                                                            is_paddle_layout)
     from dsnet_mm.utils import extract_state_dict, read_checkpoint
 
     raw = extract_state_dict(read_checkpoint(src))
@@ -80,13 +77,6 @@ def verify(state_dict, meta):
     model.load_state_dict(sd, strict=True)
 
 
-def save_atomic(obj, dst: str):
-    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
-    tmp = f'{dst}.tmp.{os.getpid()}'
-    torch.save(obj, tmp)
-    os.replace(tmp, dst)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('src', help='reference .pth/.pth.tar or PaddleClas .pdparams (path or URL)')
@@ -98,7 +88,8 @@ def main(argv=None):
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
-    save_atomic({'state_dict': state_dict, 'meta': meta}, args.dst)
+    from dsnet_mm.utils import save_checkpoint_atomic
+    save_checkpoint_atomic({'state_dict': state_dict, 'meta': meta}, args.dst)
     n_backbone = sum(k.startswith('backbone.') for k in state_dict)
     print(f'DS-Net-{meta["arch"]} ({meta["source_layout"]}): {n_backbone} backbone tensors'
           + (f' + {meta["num_classes"]}-class head' if meta['num_classes'] else ', no head')

@@ -8,16 +8,12 @@ built on DSNet: only the backbone is kept, and ``head.fc.*`` if present). DST is
 ...), for code written against the reference implementation.
 """
 import argparse
-import os.path as osp
 import sys
-
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from dsnet_to_mmpretrain import save_atomic  # noqa: E402
 
 
 def main(argv=None):
-    from dsnet_mm.models.backbones.dsnet import detect_arch, to_dsnet_reference
-    from dsnet_mm.utils import extract_state_dict, read_checkpoint
+    from dsnet_mm.models.backbones.dsnet_checkpoint import detect_arch, to_reference
+    from dsnet_mm.utils import extract_state_dict, read_checkpoint, save_checkpoint_atomic
 
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('src')
@@ -30,11 +26,11 @@ def main(argv=None):
             raise ValueError(f'{args.src} has no "backbone." tensors; is it a dsnet_mm checkpoint?')
         arch = detect_arch(backbone)
         head = {k[8:]: v for k, v in sd.items() if k.startswith('head.fc.')}
-        ref = to_dsnet_reference(backbone, head)
+        ref = to_reference(backbone, head)
     except (FileNotFoundError, ValueError, RuntimeError, KeyError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
-    save_atomic({'model': ref}, args.dst)
+    save_checkpoint_atomic({'model': ref}, args.dst)
     print(f'DS-Net-{arch}: {len(ref)} tensors in the reference layout -> {args.dst}')
     return 0
 

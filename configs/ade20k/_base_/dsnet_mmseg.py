@@ -4,11 +4,11 @@
 # in the configs' `_base_` (see below) and carry no mmdet schedule.
 _base_ = ['../../_base_/dsnet_backbone.py']
 custom_imports = dict(imports=['dsnet_mm', 'dsnet_mm.engine'], allow_failed_imports=False)
-# On the OneDL stack `mmseg::` bases resolve only after dsnet_mm has pointed the scope at
-# onedl-mmsegmentation (dsnet_mm.registry.fix_config_scopes), and custom_imports run after all bases
-# are read: the configs list this file first in `_base_`, so this import runs before mmengine looks
-# up their `mmseg::` bases.
-import dsnet_mm  # noqa: E402,F401
+# On the OneDL stack `mmseg::` bases resolve only after dsnet_mm.utils.config_scopes has pointed
+# the scope at onedl-mmsegmentation, and custom_imports run after all bases are read: the configs
+# list this file first in `_base_`, so this import runs before mmengine looks up their `mmseg::`
+# bases (upstream it changes nothing).
+import dsnet_mm.utils.config_scopes  # noqa: E402,F401
 # (each root config sets default_hooks.checkpoint to AtomicCheckpointHook: the schedule bases
 # define default_hooks, and keys may not repeat among bases)
 

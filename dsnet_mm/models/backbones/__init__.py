@@ -1,3 +1,4 @@
-from .dsnet import DSNet, checkpoint_filter_fn, set_fused_attn
+from .dsnet import DSNet, set_fused_attn
+from .dsnet_checkpoint import checkpoint_filter_fn
 
 __all__ = ['DSNet', 'checkpoint_filter_fn', 'set_fused_attn']

@@ -1,20 +1,19 @@
 """DS-Net: Dual-stream Network for Visual Recognition (Mao et al., NeurIPS 2021, arXiv 2105.14734).
 
 Read top to bottom: attention primitive, the two modules of the paper (Intra-scale Propagation,
-Inter-scale Alignment), the DS-Block, the backbone, then conversion of the public checkpoints.
+Inter-scale Alignment), the DS-Block, the backbone and its presets.
 
 The computation is the public reference's (a timm/DeiT port and PaddleClas agree to 0.1 M params),
 operation for operation, so converted reference weights give the same outputs. What differs is
 only how it runs: fused attention (``F.scaled_dot_product_attention``), any input size, and
-parameter names that say what they are (``checkpoint_filter_fn`` maps the reference names, for
-every way weights are loaded).
+parameter names that say what they are (``dsnet_checkpoint.checkpoint_filter_fn`` maps the
+reference names whenever a state dict is loaded into ``DSNet``).
 """
 import copy
+import math
 import numbers
-import re
 from collections import OrderedDict
-from functools import partial
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -27,8 +26,7 @@ from mmengine.model.weight_init import PretrainedInit, initialize, trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...utils import DropPath, load_checkpoint_strict
-from ...utils.checkpoint import _examples
-from ...utils.deprecation import renamed_argument, warn_deprecated
+from .dsnet_checkpoint import checkpoint_filter_fn
 
 # --------------------------------------------------------------------------------------------
 # Attention
@@ -114,13 +112,6 @@ def set_fused_attn(enable: bool = True, module: Optional[nn.Module] = None):
             m.fused_attn = bool(enable)
 
 
-def _deprecated_set_fused_attention(self, enabled: bool = True):
-    """Deprecated spelling of ``set_fused_attn(enabled, model)``."""
-    warn_deprecated(type(self).__name__, 'set_fused_attention()', 'set_fused_attn(enable, model) '
-                    'from dsnet_mm.models')
-    set_fused_attn(enabled, self)
-
-
 class _AttentionModule(nn.Module):
     """An attention with its own ``fused_attn`` switch (see ``set_fused_attn``)."""
 
@@ -158,43 +149,61 @@ class TokenPointwiseConv(nn.Conv2d):
         return to_map(tokens, x.shape[-2:])
 
 
-class StreamSplitConv(nn.Conv2d):
-    """A 1x1 conv whose output is the two streams: ``(first half, second half)`` of its
-    channels, each computed as its own dense map (two convs on the halves of the weight).
+class StreamSplit(nn.Module):
+    """The 1x1 projection into the two streams: returns ``(first half, second half)`` of its
+    output channels (global, local), each computed as its own dense map (two convs on the halves
+    of the weight).
 
-    In channels-last a channel slice of one output would be strided, and every later op (BN,
-    depthwise conv, resize) would copy it. Called as a module, so FLOP counters see its work.
+    A module of its own, not an ``nn.Conv2d``: it returns a pair, which no user of a Conv2d
+    expects. Its ``weight`` (C, C, 1, 1) and ``bias`` (C) are a 1x1 conv's, initialised as
+    ``nn.Conv2d`` does, so the reference's ``conv1`` loads unchanged. One conv whose output were
+    sliced would give channel-strided maps in channels-last, which every later op (BN,
+    depthwise conv, resize) would copy. Called as a module, so FLOP counters see its work.
     """
 
     def __init__(self, channels: int):
-        super().__init__(channels, channels, 1)
+        super().__init__()
+        self.channels = channels
+        self.weight = nn.Parameter(torch.empty(channels, channels, 1, 1))
+        self.bias = nn.Parameter(torch.empty(channels))
+        # nn.Conv2d's default initialisation (same draws, same order)
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        bound = 1 / math.sqrt(channels)
+        nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x):
-        half = self.out_channels // 2
+        half = self.channels // 2
         w, b = self.weight, self.bias
         return F.conv2d(x, w[:half], b[:half]), F.conv2d(x, w[half:], b[half:])
+
+    def extra_repr(self):
+        return f'{self.channels} -> ({self.channels // 2}, {self.channels // 2})'
 
 
 class IntraScalePropagation(_AttentionModule):
     """Intra-scale Propagation: the two streams, each at its own scale.
 
     The input channels are split in half. The first half (global) is resized to
-    ``H // global_ratio`` and goes through multi-head self-attention on those few tokens; the
-    second half (local) stays at full resolution and goes through a depthwise 3x3 conv.
+    ``H // (global_stride / stride)`` (the reference's floor of the map size) and goes through
+    multi-head self-attention on those few tokens; the second half (local) stays at full
+    resolution and goes through a depthwise 3x3 conv.
 
     Args:
         channels (int): width of each stream (half the block width).
         num_heads (int): heads of the global self-attention.
-        global_ratio (int): downsampling of the global stream relative to this stage's map.
+        stride (int): stride of the input map relative to the image.
+        global_stride (int): stride of the global stream relative to the image (at most one
+            global token per ``global_stride / stride`` map pixels; never finer than the map).
         attn_drop_rate (float): attention dropout (the reference hard-codes 0.1).
         norm_cfg (dict): norm of the local stream. Defaults to ``dict(type='BN')``.
     """
 
-    def __init__(self, channels: int, num_heads: int, global_ratio: int,
+    def __init__(self, channels: int, num_heads: int, stride: int, global_stride: int,
                  attn_drop_rate: float = 0.1, norm_cfg: dict = dict(type='BN')):
         super().__init__(attn_drop_rate)
         self.num_heads = num_heads
-        self.global_ratio = global_ratio
+        self.stride = stride
+        self.global_stride = global_stride
         self.local_norm = build_norm_layer(norm_cfg, channels)[1]
         self.local_conv = nn.Conv2d(channels, channels, 3, padding=1, groups=channels)
         self.global_norm = nn.LayerNorm(channels)
@@ -204,7 +213,7 @@ class IntraScalePropagation(_AttentionModule):
     def forward(self, local: torch.Tensor, glob: torch.Tensor):
         """local, glob: (B, C, H, W) -> local (B, C, H, W), global tokens (B, Hg*Wg, C), (Hg, Wg)."""
         local = local + self.local_conv(self.local_norm(local))
-        grid = global_grid(local.shape[-2:], self.global_ratio)
+        grid = global_grid(local.shape[-2:], max(1, self.global_stride // self.stride))
         if needs_resize(glob.shape[-2:], grid):
             glob = F.interpolate(glob, size=grid, mode='bilinear', align_corners=False)
         tokens = to_tokens(glob)
@@ -255,14 +264,15 @@ class DualStreamMixer(nn.Module):
     Shared by the backbone's ``DSBlock`` and the ``DSFPN`` neck. Arguments as ``DSBlock``'s.
     """
 
-    def __init__(self, channels: int, num_heads: int, global_ratio: int,
+    def __init__(self, channels: int, num_heads: int, stride: int, global_stride: int,
                  attn_drop_rate: float = 0.1, norm_cfg: dict = dict(type='BN')):
         super().__init__()
         assert channels % 2 == 0, f'a dual-stream mixer needs an even width, got {channels}'
         half = channels // 2
         assert half % num_heads == 0, f'{half} stream channels do not split into {num_heads} heads'
-        self.proj_in = StreamSplitConv(channels)   # -> (global half, local half)
-        self.intra = IntraScalePropagation(half, num_heads, global_ratio, attn_drop_rate, norm_cfg)
+        self.proj_in = StreamSplit(channels)   # -> (global half, local half)
+        self.intra = IntraScalePropagation(half, num_heads, stride, global_stride, attn_drop_rate,
+                                           norm_cfg)
         self.inter = InterScaleAlignment(half, num_heads, attn_drop_rate, norm_cfg)
         self.proj_out = nn.Conv2d(channels, channels, 1)
 
@@ -297,7 +307,8 @@ class DSBlock(nn.Module):
         channels (int): block width C (C/2 local, C/2 global).
         num_heads (int): attention heads of each stream.
         mlp_ratio (float): ConvFFN hidden width / C.
-        global_ratio (int): downsampling of the global stream relative to this stage.
+        stride (int): stride of the block's map relative to the image.
+        global_stride (int): stride of the global stream relative to the image.
         drop_path (float): stochastic depth rate of this block.
         attn_drop_rate (float): attention dropout.
         with_cp (bool): non-reentrant activation checkpointing of the whole block.
@@ -305,14 +316,15 @@ class DSBlock(nn.Module):
             Defaults to ``dict(type='BN')``, the reference's.
     """
 
-    def __init__(self, channels: int, num_heads: int, mlp_ratio: float = 4., global_ratio: int = 2,
-                 drop_path: float = 0., attn_drop_rate: float = 0.1, with_cp: bool = False,
-                 norm_cfg: dict = dict(type='BN')):
+    def __init__(self, channels: int, num_heads: int, mlp_ratio: float = 4., stride: int = 16,
+                 global_stride: int = 32, drop_path: float = 0., attn_drop_rate: float = 0.1,
+                 with_cp: bool = False, norm_cfg: dict = dict(type='BN')):
         super().__init__()
         self.with_cp = with_cp
         self.pos_embed = nn.Conv2d(channels, channels, 3, padding=1, groups=channels)
         self.norm1 = build_norm_layer(norm_cfg, channels)[1]
-        self.mixer = DualStreamMixer(channels, num_heads, global_ratio, attn_drop_rate, norm_cfg)
+        self.mixer = DualStreamMixer(channels, num_heads, stride, global_stride, attn_drop_rate,
+                                     norm_cfg)
         self.norm2 = build_norm_layer(norm_cfg, channels)[1]
         self.ffn = ConvFFN(channels, int(channels * mlp_ratio))
         self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
@@ -367,12 +379,10 @@ class DSNet(BaseModule):
             dict with ``channels``, ``depths``, ``num_heads`` (4 entries each), optionally
             ``mlp_ratio``. Defaults to ``'small'``.
         in_channels (int): input image channels. Defaults to 3.
-        global_strides (Sequence[int]): per stage, the stride of the global stream relative to
-            the image (a multiple of the stage's stride 4, 8, 16, 32), as ``DSFPN``'s
-            ``global_stride``. The reference uses (32, 32, 32, 64); (32, 32, 32, 32) keeps 1/32
-            everywhere, as the paper says. Weights do not depend on it. Replaces
-            ``global_ratios`` (deprecated: the same per stage relative to the stage's map,
-            (8, 4, 2, 2) for the reference).
+        global_strides (Sequence[int] | int): per stage, the stride of the global stream
+            relative to the image (a multiple of the stage's stride 4, 8, 16, 32); an int for all
+            stages. As ``DSFPN``'s ``global_strides``. The reference uses (32, 32, 32, 64);
+            32 keeps 1/32 everywhere, as the paper says. Weights do not depend on it.
         out_indices (Sequence[int] | int): distinct stages (0-3) whose maps are returned, at
             strides 4, 8, 16, 32. ``-1`` means the last. The maps always come in stage order
             (the indices are sorted). Defaults to ``(0, 1, 2, 3)``.
@@ -429,14 +439,11 @@ class DSNet(BaseModule):
     }
     num_stages = 4
     strides = (4, 8, 16, 32)
-    # 2: state dicts in this implementation's names. Anything older or without a version may be a
-    # reference / PaddleClas dict and goes through ``checkpoint_filter_fn`` when loaded.
-    _version = 2
 
     def __init__(self,
                  arch='small',
                  in_channels: int = 3,
-                 global_strides: Sequence[int] = (32, 32, 32, 64),
+                 global_strides: Union[int, Sequence[int]] = (32, 32, 32, 64),
                  out_indices=(0, 1, 2, 3),
                  final_norm: bool = True,
                  drop_path_rate: float = 0.1,
@@ -449,8 +456,7 @@ class DSNet(BaseModule):
                  fused_attn: Optional[bool] = None,
                  channels_last: bool = True,
                  pretrained: Optional[str] = None,
-                 init_cfg: Optional[dict] = None,
-                 global_ratios: Optional[Sequence[int]] = None):
+                 init_cfg: Optional[dict] = None):
         if pretrained is not None:
             assert init_cfg is None, 'give either `pretrained` or `init_cfg`, not both'
             # mmseg's EncoderDecoder(pretrained=...) lands here: take a bare backbone file or
@@ -467,8 +473,7 @@ class DSNet(BaseModule):
         mlp_ratio = self.arch_settings.get('mlp_ratio', 4.)
         self.channels = list(channels)
 
-        self.global_ratios = self._parse_global_strides(global_strides, global_ratios)
-        self.global_strides = tuple(r * s for r, s in zip(self.global_ratios, self.strides))
+        self.global_strides = self._parse_global_strides(global_strides)
         self.out_indices = self._parse_out_indices(out_indices)
         if not -1 <= frozen_stages <= self.num_stages:
             raise ValueError(f'frozen_stages must be in [-1, {self.num_stages}], got {frozen_stages}')
@@ -489,8 +494,9 @@ class DSNet(BaseModule):
             # 'per_stage' reproduces the reference: every stage restarts at rates[0].
             first = start if drop_path_schedule == 'linear' else 0
             self.stages.append(nn.Sequential(*[
-                DSBlock(channels[i], num_heads[i], mlp_ratio, self.global_ratios[i],
-                        rates[first + j], attn_drop_rate, with_cp, norm_cfg)
+                DSBlock(channels[i], num_heads[i], mlp_ratio, stride=self.strides[i],
+                        global_stride=self.global_strides[i], drop_path=rates[first + j],
+                        attn_drop_rate=attn_drop_rate, with_cp=with_cp, norm_cfg=norm_cfg)
                 for j in range(depths[i])
             ]))
             start += depths[i]
@@ -525,24 +531,17 @@ class DSNet(BaseModule):
                                  f'{h} heads (arch {arch})')
         return copy.deepcopy(dict(arch))
 
-    def _parse_global_strides(self, global_strides, global_ratios):
-        """Per-stage downsampling of the global stream relative to the stage's map, from
-        ``global_strides`` or the deprecated ``global_ratios``."""
-        if global_ratios is not None:
-            global_ratios = tuple(renamed_argument('DSNet', 'global_ratios', global_ratios,
-                                                   'global_strides (stage stride x ratio)',
-                                                   tuple(global_strides), (32, 32, 32, 64)))
-            if len(global_ratios) != self.num_stages or any(int(r) < 1 for r in global_ratios):
-                raise ValueError(f'global_ratios must be 4 integers >= 1 (one per stage), got '
-                                 f'{global_ratios}')
-            return tuple(int(r) for r in global_ratios)
+    def _parse_global_strides(self, global_strides):
+        """One stride per stage, each a multiple of the stage's own (an int: the same for all)."""
+        if isinstance(global_strides, numbers.Integral) and not isinstance(global_strides, bool):
+            global_strides = (global_strides, ) * self.num_stages
         global_strides = tuple(global_strides)
         if len(global_strides) != self.num_stages or any(
                 int(g) < s or int(g) % s for g, s in zip(global_strides, self.strides)):
             raise ValueError(f'global_strides must be 4 integers, each a multiple of its stage\'s '
                              f'stride {self.strides}, e.g. (32, 32, 32, 64) (the reference) or '
-                             f'(32, 32, 32, 32); got {global_strides}')
-        return tuple(int(g) // s for g, s in zip(global_strides, self.strides))
+                             f'32 (1/32 in every stage); got {global_strides}')
+        return tuple(int(g) for g in global_strides)
 
     def _parse_out_indices(self, out_indices):
         """Distinct stage indices in range, returned sorted: ``forward`` yields the maps in
@@ -569,8 +568,6 @@ class DSNet(BaseModule):
             raise ValueError(f'out_indices {tuple(out_indices)} names stage(s) {repeated} more '
                              f'than once (-1 is stage 3); {allowed}')
         return tuple(sorted(parsed))
-
-    set_fused_attention = _deprecated_set_fused_attention
 
     # -------------------------------------------------------------------- forward
     def _check_batch_norm_fits(self, x):
@@ -667,188 +664,19 @@ class DSNet(BaseModule):
         if pretrained:
             cfg = pretrained[0]
             load_checkpoint_strict(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
-                                   convert=partial(checkpoint_filter_fn, model=self),
-                                   hint=self._load_hint,
                                    map_location=cfg.get('map_location', 'cpu'),
-                                   missing_hint=self._from_pretrained_arg_hint() or None)
+                                   from_pretrained_arg=self._weights_from_pretrained_arg)
         self._is_init = True
 
-    def _from_pretrained_arg_hint(self) -> str:
-        if not getattr(self, '_weights_from_pretrained_arg', False):
-            return ''
-        return ("This file is named by the config's model.pretrained (mmseg's EncoderDecoder "
-                'passes it to the backbone), often a ResNet checkpoint left over from the base '
-                'config: set model.pretrained=None and give the DS-Net weights in '
-                'model.backbone.init_cfg, or put a DS-Net checkpoint in model.pretrained.')
-
-    def _load_hint(self, state_dict, missing, unexpected, mis_shaped):
-        """Name the likely cause of a checkpoint that does not fit (see ``load_checkpoint_strict``)."""
-        heads = {k.split('.')[0] for k in state_dict}
-        if heads & {'neck', 'rpn_head', 'roi_head', 'bbox_head', 'decode_head', 'head', 'backbone'}:
-            return ("the keys are a whole model's (neck/head/backbone); select the backbone with "
-                    "init_cfg prefix='backbone.'")
-        # A DS-Net file (ours after conversion) has DS-Block mixers under stages.<i>.<j>.;
-        # other backbones share top-level names (Swin's stages.0.blocks.0..., ResNet's layer1).
-        if not any(_DS_BLOCK_KEY_RE.match(k) for k in state_dict):
-            return (f'this is not a DS-Net checkpoint: its keys look like another backbone\'s '
-                    f'({_examples(state_dict)}). Use DS-Net weights (converted with '
-                    f'tools/model_converters/dsnet_to_mmpretrain.py). '
-                    f'{self._from_pretrained_arg_hint()}').strip()
-        try:
-            ckpt_arch = detect_arch(state_dict)
-        except ValueError:
-            ckpt_arch = None
-        own = [k for k, v in self.arch_zoo.items() if len(k) > 1 and v['depths'] ==
-               self.arch_settings['depths']]
-        if ckpt_arch and ckpt_arch not in own:
-            return (f"the checkpoint is DS-Net-{ckpt_arch} but the model is "
-                    f"{own[0] if own else self.arch_settings}: set arch='{ckpt_arch}' or use a "
-                    f"DS-Net-{own[0] if own else '?'} checkpoint")
-        if mis_shaped:
-            return 'the channel widths differ: the checkpoint comes from another arch dict'
-        return None
-
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args, **kwargs):
-        """``load_state_dict`` and mmengine's ``load_checkpoint`` take a reference (DeiT-port /
-        PaddleClas) backbone dict too: it is renamed here, before the tensors are copied."""
-        if (local_metadata.get('version') or 1) < self._version:
-            own = [k for k in state_dict if k.startswith(prefix)]
-            sub = OrderedDict((k[len(prefix):], state_dict[k]) for k in own)
-            converted = checkpoint_filter_fn(sub, self)
-            if converted is not sub:
-                for k in own:
-                    del state_dict[k]
-                state_dict.update((prefix + k, v) for k, v in converted.items())
+        """Every way of loading weights into DSNet (``load_state_dict``, mmengine's
+        ``load_checkpoint``, ``init_cfg`` Pretrained) takes a reference (DeiT-port / PaddleClas)
+        backbone dict too: it is renamed here, once, before the tensors are copied."""
+        own = [k for k in state_dict if k.startswith(prefix)]
+        sub = OrderedDict((k[len(prefix):], state_dict[k]) for k in own)
+        converted = checkpoint_filter_fn(sub, self)
+        if converted is not sub:
+            for k in own:
+                del state_dict[k]
+            state_dict.update((prefix + k, v) for k, v in converted.items())
         super()._load_from_state_dict(state_dict, prefix, local_metadata, *args, **kwargs)
-
-
-# --------------------------------------------------------------------------------------------
-# Public checkpoints: reference PyTorch (DeiT-style) and PaddleClas layouts -> ours
-# --------------------------------------------------------------------------------------------
-
-_REF_BLOCK_RE = re.compile(r'^blocks([1-4])\.(\d+)\.(.+)$')
-_REF_PATCH_EMBED_RE = re.compile(r'^patch_embed[1-4]\.proj\.')
-_DS_BLOCK_KEY_RE = re.compile(r'^stages\.\d\.\d+\.(mixer|pos_embed|ffn)\.')
-_REF_TO_OURS = OrderedDict([
-    ('pos_embed.', 'pos_embed.'),
-    ('norm1.', 'norm1.'),
-    ('conv1.', 'mixer.proj_in.'),
-    ('norm_conv1.', 'mixer.intra.local_norm.'),
-    ('conv.', 'mixer.intra.local_conv.'),
-    ('norm_sa1.', 'mixer.intra.global_norm.'),
-    ('channel_up.', 'mixer.intra.global_qkv.'),
-    ('norm_conv2.', 'mixer.inter.local_norm.'),
-    ('cross_channel_up_conv.', 'mixer.inter.local_qkv.'),
-    ('norm_sa2.', 'mixer.inter.global_norm.'),
-    ('cross_channel_up_sa.', 'mixer.inter.global_qkv.'),
-    ('fuse_channel_conv.', 'mixer.inter.local_proj.'),
-    ('fuse_channel_sa.', 'mixer.inter.global_proj.'),
-    ('conv2.', 'mixer.proj_out.'),
-    ('norm2.', 'norm2.'),
-    ('mlp.fc1.', 'ffn.fc1.'),
-    ('mlp.fc2.', 'ffn.fc2.'),
-])
-# Linear layers; PaddleClas stores their weights as [in, out].
-_REF_LINEARS = ('channel_up.', 'cross_channel_up_sa.', 'fuse_channel_conv.', 'fuse_channel_sa.')
-
-
-def _ref_block_key(rest: str) -> str:
-    for ref, ours in _REF_TO_OURS.items():
-        if rest.startswith(ref):
-            return ours + rest[len(ref):]
-    raise KeyError(rest)
-
-
-def is_paddle_layout(state_dict) -> bool:
-    return any(k.endswith('._mean') or k.endswith('._variance') for k in state_dict)
-
-
-def _has_reference_names(state_dict) -> bool:
-    return any(_REF_BLOCK_RE.match(k) or _REF_PATCH_EMBED_RE.match(k) for k in state_dict)
-
-
-def checkpoint_filter_fn(state_dict: Dict[str, 'torch.Tensor'], model: Optional[nn.Module] = None):
-    """Reference DS-Net weights (PyTorch DeiT port or PaddleClas) -> ``DSNet``'s names.
-
-    The one conversion every way of loading uses: ``init_cfg`` Pretrained, ``load_state_dict``
-    and mmengine's ``load_checkpoint`` (``DSNet._load_from_state_dict``), and
-    tools/model_converters. A dict already in our names is returned as it is (the same object).
-    PaddleClas: BN ``_mean``/``_variance`` become ``running_mean``/``running_var`` (with a
-    ``num_batches_tracked``), and Linear weights stored [in, out] are transposed. The
-    1000-class classifier stays as ``head.weight`` / ``head.bias``, unless ``model`` is given
-    and has no ``head`` (the ``DSNet`` backbone), which drops it.
-    """
-    paddle = is_paddle_layout(state_dict)
-    if not paddle and not _has_reference_names(state_dict):
-        return state_dict
-    keep_head = model is None or hasattr(model, 'head')
-    out = OrderedDict()
-    for key, value in state_dict.items():
-        value = torch.as_tensor(value)
-        if paddle:
-            key = key.replace('._mean', '.running_mean').replace('._variance', '.running_var')
-        m = _REF_BLOCK_RE.match(key)
-        if m:
-            stage, idx, rest = int(m.group(1)) - 1, m.group(2), m.group(3)
-            if paddle and rest.endswith('.weight') and rest.startswith(_REF_LINEARS):
-                value = value.t()
-            key = f'stages.{stage}.{idx}.{_ref_block_key(rest)}'
-        elif _REF_PATCH_EMBED_RE.match(key):
-            key = f'patch_embeds.{int(key[11]) - 1}.{key[13:]}'
-        elif key.startswith('head.'):
-            if not keep_head:
-                continue
-            if paddle and key.endswith('.weight'):
-                value = value.t()
-        out[key] = value   # 'norm.*' and keys already in our layout as they are
-    if paddle:   # PaddleClas keeps no BN step counter
-        for key in list(out):
-            if key.endswith('.running_mean'):
-                out.setdefault(key[:-len('running_mean')] + 'num_batches_tracked',
-                               torch.tensor(0, dtype=torch.long))
-    return out
-
-
-def convert_dsnet_reference(state_dict: Dict[str, 'torch.Tensor']):
-    """``checkpoint_filter_fn`` split into ``(backbone, head)`` dicts: ``head`` has the
-    ``weight`` / ``bias`` of the 1000-class linear (empty if the file has none)."""
-    backbone, head = OrderedDict(), OrderedDict()
-    for key, value in checkpoint_filter_fn(state_dict).items():
-        if key.startswith('head.'):
-            head[key[5:]] = value
-        else:
-            backbone[key] = value
-    return backbone, head
-
-
-def detect_arch(backbone_state_dict) -> str:
-    """Name the preset whose depths match the blocks in a (converted) backbone state dict."""
-    depths = [0] * 4
-    for key in backbone_state_dict:
-        m = re.match(r'^stages\.(\d)\.(\d+)\.', key)
-        if m:
-            s, i = int(m.group(1)), int(m.group(2))
-            depths[s] = max(depths[s], i + 1)
-    for name in ('tiny', 'small', 'base'):
-        if DSNet.arch_zoo[name]['depths'] == depths:
-            return name
-    raise ValueError(f'the checkpoint has DS-Net depths {depths}, which match no preset '
-                     '(tiny [2, 2, 4, 1], small [3, 4, 8, 3], base [3, 4, 28, 3])')
-
-
-def to_dsnet_reference(backbone_state_dict, head_state_dict=None):
-    """Inverse of ``checkpoint_filter_fn``: our names -> the reference PyTorch layout."""
-    ours_to_ref = {v: k for k, v in _REF_TO_OURS.items()}
-    out = OrderedDict()
-    for key, value in backbone_state_dict.items():
-        m = re.match(r'^stages\.(\d)\.(\d+)\.(.+)$', key)
-        if m:
-            rest = m.group(3)
-            ours = next(o for o in sorted(ours_to_ref, key=len, reverse=True) if rest.startswith(o))
-            key = f'blocks{int(m.group(1)) + 1}.{m.group(2)}.{ours_to_ref[ours]}{rest[len(ours):]}'
-        elif key.startswith('patch_embeds.'):
-            key = f'patch_embed{int(key[13]) + 1}.{key[15:]}'
-        out[key] = value
-    for key, value in (head_state_dict or {}).items():
-        out[f'head.{key}'] = value
-    return out

@@ -5,12 +5,13 @@ contextual information for downstream dense predictions" but never published its
 **This is dsnet_mm's design**, not a reproduction: mmdet's FPN (extended), plus one dual-stream
 block after the top-down sum at every backbone level. The block is the backbone's own
 ``DualStreamMixer``: the local half through a depthwise 3x3 at full resolution, the global half
-resized to 1/32 of the image (``global_ratio = 32 / stride``: 8, 4, 2, 1 for P2..P5) through
+resized to 1/32 of the image (``global_strides``: 8, 4, 2, 1 times smaller than P2..P5) through
 self-attention, co-attention both ways, concat + 1x1 conv, residual. Global context therefore
 reaches every level at a cost linear in its size, while the local stream keeps small objects sharp.
 
 Signature and outputs are mmdet's ``FPN``'s, so a config switches with ``type='DSFPN'`` alone.
 """
+import numbers
 from typing import List, Optional, Sequence, Union
 
 import torch.nn as nn
@@ -19,8 +20,7 @@ from mmcv.cnn import build_norm_layer
 from mmdet.models.necks import FPN
 from mmengine.model.weight_init import trunc_normal_
 
-from ...utils.deprecation import renamed_argument
-from ..backbones.dsnet import DualStreamMixer, _deprecated_set_fused_attention, set_fused_attn
+from ..backbones.dsnet import DualStreamMixer, StreamSplit, set_fused_attn
 
 STRIDES_OF_4 = (4, 8, 16, 32)   # a 4-level backbone pyramid (ResNet, Swin, PVT, DSNet)
 
@@ -29,20 +29,21 @@ class DualStreamContext(nn.Module):
     """``x + DualStreamMixer(norm(x))``: one dual-stream context block of the neck (a DS-Block's
     token mixer without its position encoding and FFN)."""
 
-    def __init__(self, channels: int, num_heads: int, global_ratio: int, norm_cfg: dict,
-                 attn_drop_rate: float = 0.):
+    def __init__(self, channels: int, num_heads: int, stride: int, global_stride: int,
+                 norm_cfg: dict, attn_drop_rate: float = 0.):
         super().__init__()
         self.norm = build_norm_layer(norm_cfg, channels)[1]
-        self.mixer = DualStreamMixer(channels, num_heads, global_ratio, attn_drop_rate, norm_cfg)
+        self.mixer = DualStreamMixer(channels, num_heads, stride, global_stride, attn_drop_rate,
+                                     norm_cfg)
 
     def forward(self, x):
         return x + self.mixer(self.norm(x))
 
 
 def _check_arguments(in_channels, out_channels, num_outs, start_level, end_level,
-                     add_extra_convs, in_strides, num_heads) -> List[int]:
+                     add_extra_convs, in_strides, global_strides, num_heads):
     """What mmdet's FPN asserts, and what the dual-stream blocks need, as errors that say what
-    to change. Returns the stride of every input level."""
+    to change. Returns the stride and the global stream's stride of every input level."""
     if not isinstance(in_channels, (list, tuple)) or not in_channels:
         raise TypeError(f'in_channels must be a non-empty list of ints, got {in_channels!r}')
     num_ins = len(in_channels)
@@ -68,6 +69,12 @@ def _check_arguments(in_channels, out_channels, num_outs, start_level, end_level
     if len(in_strides) != num_ins or any(s < 1 for s in in_strides):
         raise ValueError(f'in_strides {tuple(in_strides)} must give one positive stride for '
                          f'each of the {num_ins} input levels')
+    if isinstance(global_strides, numbers.Integral) and not isinstance(global_strides, bool):
+        global_strides = [global_strides] * num_ins
+    global_strides = [int(g) for g in global_strides]
+    if len(global_strides) != num_ins or any(g < 1 for g in global_strides):
+        raise ValueError(f'global_strides {tuple(global_strides)} must be one positive int, or '
+                         f'one for each of the {num_ins} input levels')
     if not 0 <= start_level < num_ins:
         raise ValueError(f'start_level={start_level} must be in [0, {num_ins - 1}] '
                          f'({num_ins} input levels)')
@@ -87,7 +94,7 @@ def _check_arguments(in_channels, out_channels, num_outs, start_level, end_level
             add_extra_convs not in ('on_input', 'on_lateral', 'on_output'):
         raise ValueError(f"add_extra_convs must be bool, 'on_input', 'on_lateral' or "
                          f"'on_output', got {add_extra_convs!r}")
-    return in_strides
+    return in_strides, global_strides
 
 
 class DSFPN(FPN):
@@ -114,25 +121,24 @@ class DSFPN(FPN):
         upsample_cfg (dict): top-down interpolation. Defaults to ``dict(mode='nearest')``.
         in_strides (Sequence[int], optional): stride of each level of ``in_channels`` (one per
             input level); the global stream of a level is downsampled by
-            ``global_stride / stride``. None (default) is (4, 8, 16, 32) for four inputs; with
-            any other number of inputs the strides are ambiguous and must be given, e.g.
-            (8, 16, 32) for a backbone with ``out_indices=(1, 2, 3)``.
-        global_stride (int): the global stream runs at 1/global_stride of the image, as
-            ``DSNet``'s ``global_strides``. Defaults to 32.
+            ``global_stride / stride`` (at least 1). None (default) is (4, 8, 16, 32) for four
+            inputs; with any other number of inputs the strides are ambiguous and must be
+            given, e.g. (8, 16, 32) for a backbone with ``out_indices=(1, 2, 3)``.
+        global_strides (Sequence[int] | int): per input level (or an int for all), the stride of
+            the global stream relative to the image, as ``DSNet``'s ``global_strides``.
+            Defaults to 32 (1/32 of the image at every level).
         num_heads (int): attention heads of each stream (head dim = out_channels / 2 / heads).
             Defaults to 4 (32-wide heads at 256 channels).
         context_norm_cfg (dict): the norms of the dual-stream blocks (before each block and on
-            its local stream), as ``DSNet``'s ``norm_cfg``. Defaults to BN. Replaces
-            ``ds_norm_cfg`` (deprecated).
+            its local stream), as ``DSNet``'s ``norm_cfg`` (``norm_cfg`` is FPN's, of the convs).
+            Defaults to BN.
         attn_drop_rate (float): attention dropout in the dual-stream blocks, as ``DSNet``'s.
-            Defaults to 0. Replaces ``attn_drop`` (deprecated).
-        init_cfg: defaults to mmdet FPN's Xavier on convs; Linear layers get trunc-normal 0.02.
+            Defaults to 0.
+        init_cfg: defaults to mmdet FPN's Xavier on convs (the dual-stream blocks' 1x1
+            ``StreamSplit`` projections included); Linear layers get trunc-normal 0.02.
         fused_attn (bool, optional): as ``DSNet``'s: None takes the default of
             ``set_fused_attn``.
     """
-    # 2: the dual-stream blocks are ``context_blocks`` (version 1 named them ``ds_blocks``)
-    _version = 2
-
     def __init__(self,
                  in_channels: List[int],
                  out_channels: int,
@@ -147,41 +153,27 @@ class DSFPN(FPN):
                  act_cfg=None,
                  upsample_cfg=dict(mode='nearest'),
                  in_strides: Optional[Sequence[int]] = None,
-                 global_stride: int = 32,
+                 global_strides: Union[int, Sequence[int]] = 32,
                  num_heads: int = 4,
                  context_norm_cfg=dict(type='BN'),
                  attn_drop_rate: float = 0.,
-                 init_cfg=dict(type='Xavier', layer='Conv2d', distribution='uniform'),
-                 fused_attn: Optional[bool] = None,
-                 ds_norm_cfg=None,
-                 attn_drop: Optional[float] = None):
-        context_norm_cfg = renamed_argument('DSFPN', 'ds_norm_cfg', ds_norm_cfg, 'context_norm_cfg',
-                                            context_norm_cfg, dict(type='BN'))
-        attn_drop_rate = renamed_argument('DSFPN', 'attn_drop', attn_drop, 'attn_drop_rate',
-                                          attn_drop_rate, 0.)
-        in_strides = _check_arguments(in_channels, out_channels, num_outs, start_level, end_level,
-                                      add_extra_convs, in_strides, num_heads)
+                 init_cfg=dict(type='Xavier', layer=['Conv2d', StreamSplit.__name__],
+                               distribution='uniform'),
+                 fused_attn: Optional[bool] = None):
+        in_strides, global_strides = _check_arguments(in_channels, out_channels, num_outs,
+                                                      start_level, end_level, add_extra_convs,
+                                                      in_strides, global_strides, num_heads)
         super().__init__(list(in_channels), out_channels, num_outs, start_level, end_level,
                          add_extra_convs, relu_before_extra_convs, no_norm_on_lateral, conv_cfg,
                          norm_cfg, act_cfg, upsample_cfg, init_cfg)
         self.in_strides = in_strides
+        self.global_strides = global_strides
         self.context_blocks = nn.ModuleList(
-            DualStreamContext(out_channels, num_heads,
-                              max(1, global_stride // in_strides[i]),   # 8, 4, 2, 1 for P2..P5
+            DualStreamContext(out_channels, num_heads, in_strides[i], global_strides[i],
                               context_norm_cfg, attn_drop_rate)
             for i in range(self.start_level, self.backbone_end_level))
         if fused_attn is not None:
             set_fused_attn(fused_attn, self)
-
-    set_fused_attention = _deprecated_set_fused_attention
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args, **kwargs):
-        """Checkpoints of version 1 keep loading: ``ds_blocks.*`` -> ``context_blocks.*``."""
-        if (local_metadata.get('version') or 1) < self._version:
-            old = prefix + 'ds_blocks.'
-            for k in [k for k in state_dict if k.startswith(old)]:
-                state_dict[prefix + 'context_blocks.' + k[len(old):]] = state_dict.pop(k)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args, **kwargs)
 
     def init_weights(self):
         # Xavier (init_cfg) on the convs, trunc-normal 0.02 on the attention Linears, as the

@@ -7,7 +7,7 @@ import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from dsnet_mm.models import DSNet
-from dsnet_mm.models.backbones.dsnet import convert_dsnet_reference
+from helpers import convert_dsnet_reference
 from reference_dsnet import ReferenceDSNet, randomize_
 
 # Parameters with the 1000-class head (docs/model_zoo.md), and state-dict key totals of the
@@ -113,12 +113,12 @@ def test_out_indices_and_final_norm():
         assert not torch.allclose(no_norm(x)[0], full(x)[3])
 
 
-def test_global_ratios_are_configurable():
+def test_global_strides_are_configurable():
     x = torch.randn(1, 3, 64, 64)
     a = DSNet('tiny').eval()
-    b = DSNet('tiny', global_ratios=(8, 4, 2, 1)).eval()
+    b = DSNet('tiny', global_strides=(32, 32, 32, 32)).eval()
     b.load_state_dict(a.state_dict())
-    assert b.stages[3][0].mixer.intra.global_ratio == 1
+    assert b.stages[3][0].mixer.intra.global_stride == 32
     with torch.no_grad():
         ya, yb = a(x), b(x)
     torch.testing.assert_close(ya[2], yb[2])            # stages 1-3 unchanged
@@ -237,7 +237,9 @@ def test_custom_arch_dict():
     (dict(out_indices=()), 'out_indices is empty'),
     (dict(out_indices=(1.0, )), 'is not an integer'),
     (dict(frozen_stages=5), r'frozen_stages must be in \[-1, 4\]'),
-    (dict(global_ratios=(8, 4, 2)), 'global_ratios must be 4 integers'),
+    (dict(global_strides=(32, 32, 32)), 'global_strides must be 4 integers'),
+    (dict(global_strides=(32, 32, 24, 64)), 'global_strides must be 4 integers, each a multiple'),
+    (dict(global_strides=16), r'multiple of its stage\'s stride'),
     (dict(drop_path_schedule='cosine'), "drop_path_schedule must be 'linear' or 'per_stage'"),
 ])
 def test_bad_arguments_give_clear_errors(kwargs, match):
@@ -317,22 +319,35 @@ def test_flop_breakdown_sees_every_module():
 
 # ------------------------------------------------------------------ one vocabulary, old names
 
-def test_global_strides_are_global_ratios_times_the_stage_strides():
-    new = DSNet('tiny', global_strides=(32, 32, 32, 32))
-    with pytest.warns(DeprecationWarning, match='global_ratios.*global_strides'):
-        old = DSNet('tiny', global_ratios=(8, 4, 2, 1))
-    assert new.global_ratios == old.global_ratios == (8, 4, 2, 1)
-    assert new.global_strides == old.global_strides == (32, 32, 32, 32)
+def test_global_strides_one_per_stage_or_an_int_for_all():
+    """One representation: the strides as given reach the blocks, each with its stage's stride;
+    an int means every stage. The global grid follows: H / global_stride of the image."""
     assert DSNet('tiny').global_strides == (32, 32, 32, 64)   # the reference's default
-    old.load_state_dict(new.state_dict())
-    x = torch.randn(1, 3, 64, 64)
+    model = DSNet('tiny', global_strides=32).eval()
+    assert model.global_strides == (32, 32, 32, 32)
+    assert [(s[0].mixer.intra.stride, s[0].mixer.intra.global_stride) for s in model.stages] == \
+        [(4, 32), (8, 32), (16, 32), (32, 32)]
+    grids = []
+    for stage in model.stages:
+        stage[0].mixer.intra.register_forward_hook(lambda m, i, o: grids.append(tuple(o[2])))
     with torch.no_grad():
-        for a, b in zip(new.eval()(x), old.eval()(x)):
-            torch.testing.assert_close(a, b)
-    with pytest.raises(TypeError, match='give only global_strides'):
-        DSNet('tiny', global_ratios=(8, 4, 2, 1), global_strides=(32, 32, 32, 32))
-    with pytest.raises(ValueError, match=r'global_strides must be 4 integers, each a multiple'):
-        DSNet('tiny', global_strides=(32, 32, 24, 64))
+        model(torch.randn(1, 3, 128, 192))
+    assert grids == [(4, 6)] * 4
+    with pytest.raises(TypeError):
+        DSNet('tiny', global_ratios=(8, 4, 2, 1))   # no other spelling
+
+
+def test_stream_split_is_not_a_conv2d():
+    """The 1x1 projection into the two streams returns a pair: it is its own module (with a 1x1
+    conv's weight and bias, under the names the reference's conv1 converts to)."""
+    from dsnet_mm.models.backbones.dsnet import StreamSplit
+    proj = DSNet('tiny').stages[0][0].mixer.proj_in
+    assert isinstance(proj, StreamSplit) and not isinstance(proj, nn.Conv2d)
+    assert proj.weight.shape == (64, 64, 1, 1) and proj.bias.shape == (64, )
+    x = torch.randn(2, 64, 5, 7)
+    glob, local = proj(x)
+    whole = nn.functional.conv2d(x, proj.weight, proj.bias)
+    torch.testing.assert_close(torch.cat([glob, local], 1), whole)
 
 
 def test_norm_cfg_reaches_every_map_norm():
@@ -360,9 +375,9 @@ def test_one_fused_attention_switch():
     assert _fused_flags(model) == {True}
     set_fused_attn(False, model)               # a built model
     assert _fused_flags(model) == {False}
-    with pytest.warns(DeprecationWarning, match=r'set_fused_attention\(\).*set_fused_attn'):
-        model.set_fused_attention(True)
+    set_fused_attn(True, model)
     assert _fused_flags(model) == {True}
+    assert not hasattr(model, 'set_fused_attention')   # one switch, one spelling
     try:
         set_fused_attn(False)                  # the default of models built from now on
         assert _fused_flags(DSNet('tiny')) == {False}
@@ -375,7 +390,7 @@ def test_one_fused_attention_switch():
 # ------------------------------------------------------------ one conversion of reference keys
 
 def test_checkpoint_filter_fn_returns_our_names_as_they_are():
-    from dsnet_mm.models.backbones.dsnet import checkpoint_filter_fn
+    from dsnet_mm.models import checkpoint_filter_fn
     sd = DSNet('tiny').state_dict()
     assert checkpoint_filter_fn(sd) is sd
     ref = ReferenceDSNet('tiny').state_dict()
@@ -383,24 +398,22 @@ def test_checkpoint_filter_fn_returns_our_names_as_they_are():
     assert not any(k.startswith('head.') for k in checkpoint_filter_fn(ref, DSNet('tiny')))
 
 
-def test_every_loading_path_converts_through_checkpoint_filter_fn(tmp_path, monkeypatch,
-                                                                  repo_root):
+def test_every_loading_path_converts_through_checkpoint_filter_fn(tmp_path, monkeypatch):
     """init_cfg Pretrained, load_state_dict, mmengine's load_checkpoint and the converter tool
-    all take reference names, through the one function."""
-    import os.path as osp
-    import sys
-
+    all take reference names, through the one function, run once per load."""
     from mmengine.runner import load_checkpoint
 
     import dsnet_mm.models.backbones.dsnet as dsnet
+    import dsnet_mm.models.backbones.dsnet_checkpoint as dsnet_checkpoint
     calls = []
-    real = dsnet.checkpoint_filter_fn
+    real = dsnet_checkpoint.checkpoint_filter_fn
 
     def counting(state_dict, model=None):
         calls.append(type(model).__name__)
         return real(state_dict, model)
 
-    monkeypatch.setattr(dsnet, 'checkpoint_filter_fn', counting)
+    monkeypatch.setattr(dsnet, 'checkpoint_filter_fn', counting)   # what DSNet's loading calls
+    monkeypatch.setattr(dsnet_checkpoint, 'checkpoint_filter_fn', counting)   # the tool's
     ref = randomize_(ReferenceDSNet('tiny'))
     path = tmp_path / 'ref.pth'
     torch.save({'model': ref.state_dict()}, path)
@@ -412,7 +425,7 @@ def test_every_loading_path_converts_through_checkpoint_filter_fn(tmp_path, monk
 
     model = DSNet('tiny', init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     model.init_weights()
-    assert loaded(model) and calls and set(calls) == {'DSNet'}
+    assert loaded(model) and calls == ['DSNet']
     calls.clear()
     model = DSNet('tiny')
     model.load_state_dict(ref.state_dict())   # the reference's classifier head is dropped
@@ -423,13 +436,13 @@ def test_every_loading_path_converts_through_checkpoint_filter_fn(tmp_path, monk
     load_checkpoint(model, str(tmp_path / 'ref_state_dict.pth'), strict=True)
     assert loaded(model) and calls == ['DSNet']
     calls.clear()
-    sys.path.insert(0, osp.join(repo_root, 'tools', 'model_converters'))
-    from dsnet_to_mmpretrain import convert
+    from dsnet_to_mmpretrain import convert   # tools/model_converters (pytest.ini pythonpath)
     state_dict, meta = convert(str(path))
     assert calls == ['NoneType'] and meta['num_classes'] == 1000
     torch.testing.assert_close(
         state_dict['backbone.stages.2.3.mixer.inter.global_proj.weight'], want)
-    # a state dict of this implementation (version 2) is not even looked at
+    # a state dict in this implementation's names passes through as it is
     calls.clear()
-    DSNet('tiny').load_state_dict(model.state_dict())
-    assert calls == []
+    again = DSNet('tiny')
+    again.load_state_dict(model.state_dict())
+    assert loaded(again) and calls == ['DSNet']

@@ -16,6 +16,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from dsnet_mm.engine.amp import BF16OptimWrapper, mmcv_cpu_ops_in_float32
 from dsnet_mm.models import DSNet
+from dsnet_mm.utils import read_checkpoint
 from helpers import (build_model, det_batch, load_cfg, make_tiny_shapes, model_configs,
                      randomize_bn_, write_tiny_config)
 
@@ -160,7 +161,7 @@ def test_bf16_runner_trains_checkpoints_and_resumes(tmp_path):
     first.train()
     assert isinstance(first.optim_wrapper, BF16OptimWrapper)
     assert dtypes and set(dtypes) == {torch.bfloat16}
-    ckpt = torch.load(osp.join(tmp_path, 'work', 'epoch_1.pth'), map_location='cpu')
+    ckpt = read_checkpoint(osp.join(tmp_path, 'work', 'epoch_1.pth'))
     assert ckpt['meta']['epoch'] == 1 and ckpt['meta']['iter'] == 2
     assert all(v.dtype != torch.bfloat16 for v in ckpt['state_dict'].values())
     assert ckpt['optimizer']['state'], 'no optimizer state saved'
@@ -171,7 +172,7 @@ def test_bf16_runner_trains_checkpoints_and_resumes(tmp_path):
     second.register_hook(_record_start(resumed), 'LOWEST')
     second.train()
     assert resumed == [(1, 2)]                      # started at epoch 1, iteration 2
-    ckpt2 = torch.load(osp.join(tmp_path, 'work', 'epoch_2.pth'), map_location='cpu')
+    ckpt2 = read_checkpoint(osp.join(tmp_path, 'work', 'epoch_2.pth'))
     assert ckpt2['meta']['epoch'] == 2 and ckpt2['meta']['iter'] == 4
     changed = [k for k, v in ckpt2['state_dict'].items()
                if v.is_floating_point() and not torch.equal(v, saved_weights[k])]

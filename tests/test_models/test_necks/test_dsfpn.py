@@ -28,9 +28,10 @@ def small_neck(**kw):
 def test_design_of_section5():
     neck = DSFPN(IN_CH, 256, 5)
     assert len(neck.context_blocks) == 4
-    for block, ratio in zip(neck.context_blocks, (8, 4, 2, 1)):
+    assert neck.global_strides == [32] * 4                 # global stream at 1/32 of the image
+    for block, stride in zip(neck.context_blocks, (4, 8, 16, 32)):
         assert isinstance(block.mixer, DualStreamMixer)   # the backbone's own module
-        assert block.mixer.intra.global_ratio == ratio     # global stream at 1/32 of the image
+        assert (block.mixer.intra.stride, block.mixer.intra.global_stride) == (stride, 32)
         assert block.mixer.intra.num_heads == 4 and block.mixer.inter.num_heads == 4
         assert block.mixer.intra.local_conv.groups == 128  # depthwise on the 128 local channels
 
@@ -54,7 +55,7 @@ def test_start_and_end_level():
     neck = small_neck(start_level=1, num_outs=5, add_extra_convs='on_input').eval()
     outs = neck(feats(64, 96))
     assert [tuple(o.shape[-2:]) for o in outs] == [(8, 12), (4, 6), (2, 3), (1, 2), (1, 1)]
-    assert [b.mixer.intra.global_ratio for b in neck.context_blocks] == [4, 2, 1]
+    assert [b.mixer.intra.stride for b in neck.context_blocks] == [8, 16, 32]
 
     neck = small_neck(start_level=1, end_level=2, num_outs=2).eval()
     outs = neck(feats(64, 96))
@@ -65,7 +66,7 @@ def test_start_and_end_level():
     neck = small_neck(in_channels=IN_CH[1:], num_outs=5, add_extra_convs='on_output',
                       in_strides=(8, 16, 32)).eval()
     assert neck.in_strides == [8, 16, 32]
-    assert [b.mixer.intra.global_ratio for b in neck.context_blocks] == [4, 2, 1]
+    assert [b.mixer.intra.stride for b in neck.context_blocks] == [8, 16, 32]
     outs = neck(feats(64, 96, channels=IN_CH[1:], strides=(8, 16, 32)))
     assert [tuple(o.shape[-2:]) for o in outs] == [(8, 12), (4, 6), (2, 3), (1, 2), (1, 1)]
 
@@ -195,7 +196,8 @@ def test_three_inputs_without_strides_are_refused():
         small_neck(in_channels=IN_CH[:3], num_outs=3)
     neck = small_neck(in_channels=IN_CH[:3], num_outs=3, in_strides=(4, 8, 16)).eval()
     # 1/32 of the image
-    assert [b.mixer.intra.global_ratio for b in neck.context_blocks] == [8, 4, 2]
+    assert [(b.mixer.intra.stride, b.mixer.intra.global_stride)
+            for b in neck.context_blocks] == [(4, 32), (8, 32), (16, 32)]
     outs = neck(feats(64, 96, channels=IN_CH[:3], strides=(4, 8, 16)))
     assert [tuple(o.shape[-2:]) for o in outs] == [(16, 24), (8, 12), (4, 6)]
 
@@ -216,39 +218,40 @@ def test_extends_mmdets_fpn():
     assert neck.add_extra_convs == 'on_input' and neck.backbone_end_level == 4
 
 
-def test_old_argument_names_warn_and_mean_the_new_ones():
-    new = small_neck(num_outs=4, context_norm_cfg=dict(type='SyncBN'), attn_drop_rate=0.2)
-    with pytest.warns(DeprecationWarning) as record:
-        old = small_neck(num_outs=4, ds_norm_cfg=dict(type='SyncBN'), attn_drop=0.2)
-    said = ' '.join(str(w.message) for w in record)
-    assert 'ds_norm_cfg' in said and 'context_norm_cfg' in said
-    assert 'attn_drop' in said and 'attn_drop_rate' in said
-    for a, b in zip(new.modules(), old.modules()):
-        assert type(a) is type(b)
-        assert getattr(a, 'attn_drop_rate', None) == getattr(b, 'attn_drop_rate', None)
-    assert any(getattr(m, 'attn_drop_rate', 0) == 0.2 for m in old.modules())
-    assert isinstance(old.context_blocks[0].norm, torch.nn.SyncBatchNorm)
-    assert isinstance(old.context_blocks[0].mixer.intra.local_norm, torch.nn.SyncBatchNorm)
-    with pytest.raises(TypeError, match='give only attn_drop_rate'):
-        small_neck(num_outs=4, attn_drop=0.2, attn_drop_rate=0.1)
+def test_global_strides_per_level_or_one_for_all():
+    """The same argument as DSNet's: the global stream's stride relative to the image, one per
+    input level or an int for all; the global grid of each level follows from it."""
+    neck = small_neck(num_outs=4, global_strides=(32, 32, 32, 64)).eval()
+    assert neck.global_strides == [32, 32, 32, 64]
+    assert [b.mixer.intra.global_stride for b in neck.context_blocks] == [32, 32, 32, 64]
+    grids = []
+    for b in neck.context_blocks:
+        b.mixer.intra.register_forward_hook(lambda m, i, o: grids.append(tuple(o[2])))
+    with torch.no_grad():
+        neck(feats(128, 128))
+    # top-down: P5 first; 128 / 64 = 2 for P5, 128 / 32 = 4 for the others
+    assert grids == [(2, 2), (4, 4), (4, 4), (4, 4)]
+    assert small_neck(num_outs=4, global_strides=16).global_strides == [16] * 4
+    with pytest.raises(ValueError, match='global_strides .* one for each of the 4 input levels'):
+        small_neck(num_outs=4, global_strides=(32, 32))
 
 
-def test_checkpoints_with_the_old_block_names_load(tmp_path):
-    """Version 1 named the dual-stream blocks ds_blocks: such a state dict still loads, through
-    load_state_dict and mmengine's load_checkpoint."""
-    from mmengine.runner import load_checkpoint
-    src = small_neck(num_outs=4)
-    src.init_weights()
-    old = {k.replace('context_blocks.', 'ds_blocks.'): v for k, v in src.state_dict().items()}
-    assert any(k.startswith('ds_blocks.') for k in old)
-    dst = small_neck(num_outs=4)
-    dst.load_state_dict(old, strict=True)
-    torch.save({'state_dict': old}, tmp_path / 'v1.pth')
-    dst2 = small_neck(num_outs=4)
-    load_checkpoint(dst2, str(tmp_path / 'v1.pth'), strict=True)
-    for k, v in src.state_dict().items():
-        torch.testing.assert_close(dst.state_dict()[k], v, msg=k)
-        torch.testing.assert_close(dst2.state_dict()[k], v, msg=k)
+def test_default_init_covers_the_stream_split_projections():
+    """Xavier (mmdet FPN's init) reaches the dual-stream blocks' 1x1 input projections, which
+    are not Conv2d modules (they return a pair)."""
+    neck = small_neck(num_outs=4)
+    neck.init_weights()
+    proj_in = neck.context_blocks[0].mixer.proj_in
+    assert not isinstance(proj_in, torch.nn.Conv2d)
+    assert torch.all(proj_in.bias == 0)   # Xavier's bias; nn.Conv2d's default is uniform
+    assert proj_in.weight.abs().max() <= (6 / (2 * 64)) ** 0.5 + 1e-6   # xavier_uniform bound
+
+
+def test_context_norm_cfg_and_attn_drop_rate_reach_the_blocks():
+    neck = small_neck(num_outs=4, context_norm_cfg=dict(type='SyncBN'), attn_drop_rate=0.2)
+    assert any(getattr(m, 'attn_drop_rate', 0) == 0.2 for m in neck.modules())
+    assert isinstance(neck.context_blocks[0].norm, torch.nn.SyncBatchNorm)
+    assert isinstance(neck.context_blocks[0].mixer.intra.local_norm, torch.nn.SyncBatchNorm)
 
 
 def test_fused_attention_switch_of_the_neck():
@@ -260,6 +263,5 @@ def test_fused_attention_switch_of_the_neck():
     assert flags(neck) == {True} and flags(small_neck(num_outs=4, fused_attn=False)) == {False}
     set_fused_attn(False, neck)
     assert flags(neck) == {False}
-    with pytest.warns(DeprecationWarning, match='set_fused_attn'):
-        neck.set_fused_attention(True)
+    set_fused_attn(True, neck)
     assert flags(neck) == {True}

@@ -1,6 +1,8 @@
-"""Importing dsnet_mm changes no other library's code: mmengine's checkpoint loaders and its
-distributed init stay mmengine's. What the configs ask for (``AtomicCheckpointHook``,
-``dsnet_mm.engine.cpu_distributed``) happens only where they ask, and says so once."""
+"""What ``import dsnet_mm`` does: it registers DSNet and DSFPN, and nothing else. mmengine's
+checkpoint loaders, its distributed init and its config-scope table (``MODULE2PACKAGE``) stay
+mmengine's, torch's ``weights_only`` allow-list stays torch's. What the configs ask for
+(``AtomicCheckpointHook``, ``dsnet_mm.engine.cpu_distributed``, ``dsnet_mm.utils.config_scopes``)
+happens only where they ask, and says so once."""
 import sys
 
 import torch
@@ -19,6 +21,30 @@ import torch.distributed
 assert not torch.distributed.is_initialized()
 print('untouched')
 '''
+
+
+REGISTERS_ONLY = '''
+import torch
+from mmengine.config.utils import MODULE2PACKAGE
+table = dict(MODULE2PACKAGE)
+import dsnet_mm, dsnet_mm.engine
+from dsnet_mm.registry import registered_scopes
+assert registered_scopes() == {'mmdet': ['DSNet', 'DSFPN'], 'mmseg': ['DSNet', 'DSFPN'],
+                               'mmpretrain': ['DSNet']}, registered_scopes()
+assert dict(MODULE2PACKAGE) == table, 'the config scope table changed'
+from dsnet_mm.utils.checkpoint import mmengine_checkpoint_globals
+allowed = {id(g[0] if isinstance(g, tuple) else g) for g in torch.serialization.get_safe_globals()}
+ours = [g for g in mmengine_checkpoint_globals()
+        if id(g[0] if isinstance(g, tuple) else g) in allowed]
+assert not ours, f'torch allow-list extended at import: {ours}'
+import dsnet_mm.utils.config_scopes   # what the ADE20K configs import: the scope fix, only there
+print('registers only', MODULE2PACKAGE['mmseg'])
+'''
+
+
+def test_import_registers_and_does_nothing_else():
+    p = run([sys.executable, '-c', REGISTERS_ONLY], env=subprocess_env(), timeout=300)
+    assert p.returncode == 0 and 'registers only' in p.stdout, p.stdout + p.stderr[-3000:]
 
 
 def test_import_replaces_nothing_in_mmengine():

@@ -47,7 +47,7 @@ def test_convert_and_get_the_same_outputs(layout, reference, image, tmp_path):
 
 
 def test_paddle_bn_and_transposes(reference, tmp_path):
-    from dsnet_mm.models.backbones.dsnet import convert_dsnet_reference
+    from helpers import convert_dsnet_reference
     backbone, head = convert_dsnet_reference(paddle_state_dict(reference))
     sd = reference.state_dict()
     torch.testing.assert_close(backbone['stages.0.1.mixer.intra.global_qkv.weight'],

@@ -1,0 +1,140 @@
+"""DS-Net checkpoints in the public layouts <-> ``DSNet``'s parameter names.
+
+The public weights come in two layouts: the reference PyTorch code (a timm/DeiT port:
+``patch_embed1.proj``, ``blocks1.0.conv1``, ...) and PaddleClas (the same names, BatchNorm
+statistics as ``_mean`` / ``_variance``, Linear weights stored [in, out]). ``checkpoint_filter_fn``
+maps both to ours; it is the one conversion: ``DSNet`` applies it when a state dict is loaded into
+it (``load_state_dict``, mmengine's ``load_checkpoint``, ``init_cfg`` Pretrained), and
+tools/model_converters/dsnet_to_mmpretrain.py writes its result to a file.
+``to_reference`` is its inverse (tools/model_converters/mmpretrain_to_dsnet.py).
+"""
+import re
+from collections import OrderedDict
+from typing import Dict, Optional
+
+import torch
+import torch.nn as nn
+
+_REF_BLOCK_RE = re.compile(r'^blocks([1-4])\.(\d+)\.(.+)$')
+_REF_PATCH_EMBED_RE = re.compile(r'^patch_embed[1-4]\.proj\.')
+_BLOCK_RE = re.compile(r'^stages\.(\d)\.(\d+)\.(.+)$')
+# A DS-Net state dict in our names has DS-Block parts under stages.<i>.<j>.; other backbones share
+# top-level names (Swin's stages.0.blocks.0..., ResNet's layer1).
+DS_BLOCK_KEY_RE = re.compile(r'^stages\.\d\.\d+\.(mixer|pos_embed|ffn)\.')
+_REF_TO_OURS = OrderedDict([
+    ('pos_embed.', 'pos_embed.'),
+    ('norm1.', 'norm1.'),
+    ('conv1.', 'mixer.proj_in.'),
+    ('norm_conv1.', 'mixer.intra.local_norm.'),
+    ('conv.', 'mixer.intra.local_conv.'),
+    ('norm_sa1.', 'mixer.intra.global_norm.'),
+    ('channel_up.', 'mixer.intra.global_qkv.'),
+    ('norm_conv2.', 'mixer.inter.local_norm.'),
+    ('cross_channel_up_conv.', 'mixer.inter.local_qkv.'),
+    ('norm_sa2.', 'mixer.inter.global_norm.'),
+    ('cross_channel_up_sa.', 'mixer.inter.global_qkv.'),
+    ('fuse_channel_conv.', 'mixer.inter.local_proj.'),
+    ('fuse_channel_sa.', 'mixer.inter.global_proj.'),
+    ('conv2.', 'mixer.proj_out.'),
+    ('norm2.', 'norm2.'),
+    ('mlp.fc1.', 'ffn.fc1.'),
+    ('mlp.fc2.', 'ffn.fc2.'),
+])
+# Linear layers; PaddleClas stores their weights as [in, out].
+_REF_LINEARS = ('channel_up.', 'cross_channel_up_sa.', 'fuse_channel_conv.', 'fuse_channel_sa.')
+
+
+def _ref_block_key(rest: str) -> str:
+    for ref, ours in _REF_TO_OURS.items():
+        if rest.startswith(ref):
+            return ours + rest[len(ref):]
+    raise KeyError(rest)
+
+
+def is_paddle_layout(state_dict) -> bool:
+    return any(k.endswith('._mean') or k.endswith('._variance') for k in state_dict)
+
+
+def has_reference_names(state_dict) -> bool:
+    return any(_REF_BLOCK_RE.match(k) or _REF_PATCH_EMBED_RE.match(k) for k in state_dict)
+
+
+def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: Optional[nn.Module] = None):
+    """Reference DS-Net weights (PyTorch DeiT port or PaddleClas) -> ``DSNet``'s names.
+
+    A dict already in our names is returned as it is (the same object). PaddleClas: BN
+    ``_mean``/``_variance`` become ``running_mean``/``running_var`` (with a
+    ``num_batches_tracked``), and Linear weights stored [in, out] are transposed. The
+    1000-class classifier stays as ``head.weight`` / ``head.bias``, unless ``model`` is given
+    and has no ``head`` (the ``DSNet`` backbone), which drops it.
+    """
+    paddle = is_paddle_layout(state_dict)
+    if not paddle and not has_reference_names(state_dict):
+        return state_dict
+    keep_head = model is None or hasattr(model, 'head')
+    out = OrderedDict()
+    for key, value in state_dict.items():
+        value = torch.as_tensor(value)
+        if paddle:
+            key = key.replace('._mean', '.running_mean').replace('._variance', '.running_var')
+        m = _REF_BLOCK_RE.match(key)
+        if m:
+            stage, idx, rest = int(m.group(1)) - 1, m.group(2), m.group(3)
+            if paddle and rest.endswith('.weight') and rest.startswith(_REF_LINEARS):
+                value = value.t()
+            key = f'stages.{stage}.{idx}.{_ref_block_key(rest)}'
+        elif _REF_PATCH_EMBED_RE.match(key):
+            key = f'patch_embeds.{int(key[11]) - 1}.{key[13:]}'
+        elif key.startswith('head.'):
+            if not keep_head:
+                continue
+            if paddle and key.endswith('.weight'):
+                value = value.t()
+        out[key] = value   # 'norm.*' and keys already in our layout as they are
+    if paddle:   # PaddleClas keeps no BN step counter
+        for key in list(out):
+            if key.endswith('.running_mean'):
+                out.setdefault(key[:-len('running_mean')] + 'num_batches_tracked',
+                               torch.tensor(0, dtype=torch.long))
+    return out
+
+
+def to_reference(backbone_state_dict, head_state_dict=None):
+    """Inverse of ``checkpoint_filter_fn``: our names -> the reference PyTorch layout."""
+    ours_to_ref = {v: k for k, v in _REF_TO_OURS.items()}
+    by_length = sorted(ours_to_ref, key=len, reverse=True)
+    out = OrderedDict()
+    for key, value in backbone_state_dict.items():
+        m = _BLOCK_RE.match(key)
+        if m:
+            rest = m.group(3)
+            ours = next(o for o in by_length if rest.startswith(o))
+            key = f'blocks{int(m.group(1)) + 1}.{m.group(2)}.{ours_to_ref[ours]}{rest[len(ours):]}'
+        elif key.startswith('patch_embeds.'):
+            key = f'patch_embed{int(key[13]) + 1}.{key[15:]}'
+        out[key] = value
+    for key, value in (head_state_dict or {}).items():
+        out[f'head.{key}'] = value
+    return out
+
+
+def block_depths(backbone_state_dict):
+    """Blocks per stage of a (converted) backbone state dict."""
+    depths = [0] * 4
+    for key in backbone_state_dict:
+        m = _BLOCK_RE.match(key)
+        if m:
+            s, i = int(m.group(1)), int(m.group(2))
+            depths[s] = max(depths[s], i + 1)
+    return depths
+
+
+def detect_arch(backbone_state_dict) -> str:
+    """Name the preset whose depths match the blocks in a (converted) backbone state dict."""
+    from .dsnet import DSNet   # the presets; the model module imports this one
+    depths = block_depths(backbone_state_dict)
+    for name in ('tiny', 'small', 'base'):
+        if DSNet.arch_zoo[name]['depths'] == depths:
+            return name
+    raise ValueError(f'the checkpoint has DS-Net depths {depths}, which match no preset '
+                     '(tiny [2, 2, 4, 1], small [3, 4, 8, 3], base [3, 4, 28, 3])')
