@@ -21,9 +21,8 @@ import sys
 import traceback
 from functools import partial
 
-import torch_cuda  # tools/torch_cuda.py (this script's folder is on sys.path)
-
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TORCH_CUDA = osp.join(ROOT, 'tools', 'torch_cuda.py')   # the set-up's torch build check
 
 # What differs between the stacks besides the versions: the distribution that ships each import
 # name, the venv tools/setup_env.sh makes, and the name `mim train` accepts for each codebase
@@ -120,8 +119,11 @@ def check_torch():
 def check_device():
     """Where training runs; fails when an NVIDIA driver is there but torch cannot use it."""
     import torch
-    problem = torch_cuda.gpu_problem()
-    assert problem is None, problem
+    # tools/torch_cuda.py verify: exit 3 and the problem (with its fix) when torch cannot use the
+    # NVIDIA driver's GPU, the same verdict as the set-up's
+    out = subprocess.run([sys.executable, TORCH_CUDA, 'verify'], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr.strip().removeprefix('[setup] ERROR: ')
     if torch.cuda.is_available():
         return f'cuda ({torch.cuda.get_device_name(0)}, torch CUDA {torch.version.cuda})'
     return 'cpu (no NVIDIA driver)'
