@@ -3,7 +3,8 @@ root, one subprocess runner and its environment, the embedded shapes dataset wit
 the quick-start config, the model configs of model-index.yml with builders and synthetic batches
 for them, and weights that make equality tests mean something.
 
-pytest.ini puts tests/ and the tools the tests import on ``sys.path`` (``pythonpath``)."""
+pytest.ini puts the repository and tests/ on ``sys.path`` (``pythonpath``); the tools run as a
+user runs them, in a subprocess (``run``)."""
 import importlib
 import os
 import os.path as osp
@@ -67,10 +68,16 @@ def free_port():
 
 
 # ------------------------------------------------------------------ the embedded shapes dataset
+def make_shapes(out, num_train=8, num_val=4, size=64, *args):
+    """tools/dataset_converters/make_shapes_coco.py as a user runs it (``args``: e.g. --check)."""
+    return run([sys.executable, osp.join(ROOT, 'tools', 'dataset_converters', 'make_shapes_coco.py'),
+                '--out', out, '--num-train', num_train, '--num-val', num_val, '--size', size, *args],
+               timeout=300)
+
+
 def make_tiny_shapes(out, num_train=8, num_val=4, size=64):
-    import make_shapes_coco
-    assert make_shapes_coco.main(['--out', str(out), '--num-train', str(num_train),
-                                  '--num-val', str(num_val), '--size', str(size)]) == 0
+    p = make_shapes(out, num_train, num_val, size)
+    assert p.returncode == 0, p.output[-3000:]
     return str(out)
 
 

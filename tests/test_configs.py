@@ -5,7 +5,7 @@ Plus one real ``mim train mmdet configs/mask_rcnn_dsnet_s_fpn_1x_coco.py`` run o
 COCO-format set.
 
 Every config under configs/ but base fragments (any ``_base_`` folder) and mmdeploy's
-(configs/deploy/, tests/test_deploy.py) must be in the index, so every one is tested, whoever
+(configs/deploy/, tests/test_tools/test_deploy.py) must be in the index, so every one is tested, whoever
 wrote it: no weights are loaded (init_cfg=None) and the data come from here, not from the config.
 """
 import glob

@@ -142,7 +142,7 @@ def main(argv=None):
     counts = dict(onnxruntime=n_det, pytorch=int(out_pt[0].shape[1]),
                   mmdet=len(out_mmdet[0].pred_instances))
     same = len(out_ort) == len(out_pt) and all(a.shape == b.shape for a, b in zip(out_ort, out_pt))
-    # in output order: exactness itself (ties, odd sizes, several models) is tests/test_deploy.py's
+    # in output order: exactness itself (ties, odd sizes, several models) is tests/test_tools/test_deploy.py's
     max_diff = max(float(np.abs(a.astype(np.float64) - b).max()) for a, b in
                    zip(out_ort, out_pt)) if same and n_det else None
 
