@@ -22,7 +22,6 @@ import traceback
 from functools import partial
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TORCH_CUDA = osp.join(ROOT, 'tools', 'torch_cuda.py')   # the set-up's torch build check
 
 # What differs between the stacks besides the versions: the distribution that ships each import
 # name, the venv tools/setup_env.sh makes, and the name `mim train` accepts for each codebase
@@ -116,17 +115,30 @@ def check_torch():
     return torch.__version__
 
 
+def _driver_cuda():
+    """The CUDA version the NVIDIA driver reports ('12.2'), or None without a driver."""
+    exe = shutil.which('nvidia-smi')
+    if not exe:
+        return None
+    try:
+        out = subprocess.run([exe], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r'CUDA Version:\s*(\d+\.\d+)', out.stdout)
+    return m.group(1) if out.returncode == 0 and m else None
+
+
 def check_device():
     """Where training runs; fails when an NVIDIA driver is there but torch cannot use it."""
     import torch
-    # tools/torch_cuda.py verify: exit 3 and the problem (with its fix) when torch cannot use the
-    # NVIDIA driver's GPU, the same verdict as the set-up's
-    out = subprocess.run([sys.executable, TORCH_CUDA, 'verify'], capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0, out.stderr.strip().removeprefix('[setup] ERROR: ')
     if torch.cuda.is_available():
         return f'cuda ({torch.cuda.get_device_name(0)}, torch CUDA {torch.version.cuda})'
-    return 'cpu (no NVIDIA driver)'
+    driver = _driver_cuda()
+    assert driver is None, (
+        f'an NVIDIA driver is installed (nvidia-smi: CUDA {driver}) but torch {torch.__version__} '
+        + (f'(built for CUDA {torch.version.cuda}) ' if torch.version.cuda else '(a CPU-only build) ')
+        + 'cannot use it: training would run on the CPU')
+    return 'cpu (no NVIDIA driver): training runs on the CPU'
 
 
 def check_torchvision():
@@ -227,8 +239,8 @@ CHECKS = [
     ('stack', check_stack, lambda: f'one stack per environment: {SETUP} (or STACK=onedl ...) '
                                    'makes a fresh one'),
     ('torch', check_torch, lambda: f'pip install "{pin("torch")}" inside the venv, or {REINSTALL}'),
-    ('device', check_device, lambda: 'install the torch build named above, or CPU_ONLY=1 to train on '
-                                     'the CPU'),
+    ('device', check_device, lambda: 'python tools/torch_cuda.py verify names the torch build for '
+                                     'this driver (or CPU_ONLY=1 to train on the CPU)'),
     ('torchvision', check_torchvision,
      lambda: f'{pin("torchvision")} needs the matching build of torch ("{pin("torch")}", not "+cpu")'),
     ('mmcv (with ops)', check_mmcv,
