@@ -5,6 +5,8 @@ for them, and weights that make equality tests mean something.
 
 pytest.ini puts the repository and tests/ on ``sys.path`` (``pythonpath``); the tools run as a
 user runs them, in a subprocess (``run``)."""
+import copy
+import functools
 import importlib
 import os
 import os.path as osp
@@ -138,9 +140,16 @@ def model_configs():
     return sorted({m['Config'] for m in indexed_models()})
 
 
-def load_cfg(path):
+@functools.lru_cache(maxsize=None)
+def _read_cfg(path):
     from mmengine.config import Config
-    cfg = Config.fromfile(osp.join(ROOT, path))
+    return Config.fromfile(osp.join(ROOT, path))
+
+
+def load_cfg(path):
+    """(config, default scope) of a repository config: a copy, free to change (each file is
+    parsed once per session: its mmdet:: / mmseg:: bases make parsing cost)."""
+    cfg = copy.deepcopy(_read_cfg(path))
     scope = cfg.get('default_scope')
     assert scope in ('mmdet', 'mmseg', 'mmpretrain'), f'{path}: default_scope {scope!r}'
     return cfg, scope

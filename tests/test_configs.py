@@ -18,7 +18,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.structures import PixelData
 
 import dsnet_mm  # noqa: F401  (the configs' custom_imports)
@@ -292,12 +291,13 @@ def test_model_index_lists_every_config():
                 assert not any(r['Metrics'] for r in m['Results']), \
                     f"{m['Name']}: metrics we did not measure must be marked paper-reported"
             assert m['Metadata']['Parameters'] > 0 and m['Metadata']['FLOPs'] > 0, m['Name']
-            init = Config.fromfile(osp.join(ROOT, m['Config'])).model.backbone.init_cfg
+            cfg, _ = load_cfg(m['Config'])
+            init = cfg.model.backbone.init_cfg
             if 'Backbone weights' in m['Metadata']:   # the file the config really loads
                 want = init['checkpoint'] if init else 'none (trained from scratch)'
                 assert m['Metadata']['Backbone weights'] == want, m['Name']
             if 'Weights' in m:                          # ImageNet: PaddleClas's, marked third-party
-                arch = Config.fromfile(osp.join(ROOT, m['Config'])).model.backbone.arch
+                arch = cfg.model.backbone.arch
                 assert m['Weights'] == PADDLECLAS_URL.format(
                     {'t': 'tiny', 's': 'small', 'b': 'base'}[arch[0]]), m['Name']
                 assert 'third-party' in ''.join(m['Metadata']), m['Name']
