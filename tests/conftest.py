@@ -33,7 +33,7 @@ def stack():
 @pytest.fixture(scope='session')
 def mim_mmdet():
     """How ``mim train/test/run`` names mmdet on the stack under test: ``mmdet`` upstream,
-    ``mmdetection`` on OneDL (onedl-mim cannot resolve ``mmdet``; README, "Stacks")."""
+    ``mmdetection`` on OneDL (onedl-mim cannot resolve ``mmdet``; docs/installation.md, "Stacks")."""
     return _check_env('--mim-name', 'mmdet')
 
 

@@ -3,7 +3,10 @@ root, one subprocess runner and its environment, the embedded shapes dataset wit
 the quick-start config, the model configs of model-index.yml with builders and synthetic batches
 for them, and weights that make equality tests mean something.
 
-pytest.ini puts tests/ and the tools the tests import on ``sys.path`` (``pythonpath``)."""
+pytest.ini puts the repository and tests/ on ``sys.path`` (``pythonpath``); the tools run as a
+user runs them, in a subprocess (``run``)."""
+import copy
+import functools
 import importlib
 import os
 import os.path as osp
@@ -54,6 +57,17 @@ def run_converter(script, *args):
                timeout=300)
 
 
+def converter_module(script='dsnet_to_mmpretrain.py'):
+    """One of tools/model_converters/ as a module, for tests that call its functions: the tools
+    are scripts, not on ``sys.path``."""
+    import importlib.util
+    path = osp.join(ROOT, 'tools', 'model_converters', script)
+    spec = importlib.util.spec_from_file_location(script[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def mmdet_tool(name):
     """mmdet's own tools/ script (train.py, test.py), as ``mim`` runs it."""
     import mmdet
@@ -67,10 +81,16 @@ def free_port():
 
 
 # ------------------------------------------------------------------ the embedded shapes dataset
+def make_shapes(out, num_train=8, num_val=4, size=64, *args):
+    """tools/dataset_converters/make_shapes_coco.py as a user runs it (``args``: e.g. --check)."""
+    return run([sys.executable, osp.join(ROOT, 'tools', 'dataset_converters', 'make_shapes_coco.py'),
+                '--out', out, '--num-train', num_train, '--num-val', num_val, '--size', size, *args],
+               timeout=300)
+
+
 def make_tiny_shapes(out, num_train=8, num_val=4, size=64):
-    import make_shapes_coco
-    assert make_shapes_coco.main(['--out', str(out), '--num-train', str(num_train),
-                                  '--num-val', str(num_val), '--size', str(size)]) == 0
+    p = make_shapes(out, num_train, num_val, size)
+    assert p.returncode == 0, p.output[-3000:]
     return str(out)
 
 
@@ -131,9 +151,16 @@ def model_configs():
     return sorted({m['Config'] for m in indexed_models()})
 
 
-def load_cfg(path):
+@functools.lru_cache(maxsize=None)
+def _read_cfg(path):
     from mmengine.config import Config
-    cfg = Config.fromfile(osp.join(ROOT, path))
+    return Config.fromfile(osp.join(ROOT, path))
+
+
+def load_cfg(path):
+    """(config, default scope) of a repository config: a copy, free to change (each file is
+    parsed once per session: its mmdet:: / mmseg:: bases make parsing cost)."""
+    cfg = copy.deepcopy(_read_cfg(path))
     scope = cfg.get('default_scope')
     assert scope in ('mmdet', 'mmseg', 'mmpretrain'), f'{path}: default_scope {scope!r}'
     return cfg, scope

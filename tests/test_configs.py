@@ -5,7 +5,7 @@ Plus one real ``mim train mmdet configs/mask_rcnn_dsnet_s_fpn_1x_coco.py`` run o
 COCO-format set.
 
 Every config under configs/ but base fragments (any ``_base_`` folder) and mmdeploy's
-(configs/deploy/, tests/test_deploy.py) must be in the index, so every one is tested, whoever
+(configs/deploy/, tests/test_tools/test_deploy.py) must be in the index, so every one is tested, whoever
 wrote it: no weights are loaded (init_cfg=None) and the data come from here, not from the config.
 """
 import glob
@@ -18,7 +18,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.structures import PixelData
 
 import dsnet_mm  # noqa: F401  (the configs' custom_imports)
@@ -293,12 +292,13 @@ def test_model_index_lists_every_config():
                 assert not any(r['Metrics'] for r in m['Results']), \
                     f"{m['Name']}: metrics we did not measure must be marked paper-reported"
             assert m['Metadata']['Parameters'] > 0 and m['Metadata']['FLOPs'] > 0, m['Name']
-            init = Config.fromfile(osp.join(ROOT, m['Config'])).model.backbone.init_cfg
+            cfg, _ = load_cfg(m['Config'])
+            init = cfg.model.backbone.init_cfg
             if 'Backbone weights' in m['Metadata']:   # the file the config really loads
                 want = init['checkpoint'] if init else 'none (trained from scratch)'
                 assert m['Metadata']['Backbone weights'] == want, m['Name']
             if 'Weights' in m:                          # ImageNet: PaddleClas's, marked third-party
-                arch = Config.fromfile(osp.join(ROOT, m['Config'])).model.backbone.arch
+                arch = cfg.model.backbone.arch
                 assert m['Weights'] == PADDLECLAS_URL.format(
                     {'t': 'tiny', 's': 'small', 'b': 'base'}[arch[0]]), m['Name']
                 assert 'third-party' in ''.join(m['Metadata']), m['Name']

@@ -21,8 +21,6 @@ import sys
 import traceback
 from functools import partial
 
-import torch_cuda  # tools/torch_cuda.py (this script's folder is on sys.path)
-
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 # What differs between the stacks besides the versions: the distribution that ships each import
@@ -117,14 +115,30 @@ def check_torch():
     return torch.__version__
 
 
+def _driver_cuda():
+    """The CUDA version the NVIDIA driver reports ('12.2'), or None without a driver."""
+    exe = shutil.which('nvidia-smi')
+    if not exe:
+        return None
+    try:
+        out = subprocess.run([exe], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r'CUDA Version:\s*(\d+\.\d+)', out.stdout)
+    return m.group(1) if out.returncode == 0 and m else None
+
+
 def check_device():
     """Where training runs; fails when an NVIDIA driver is there but torch cannot use it."""
     import torch
-    problem = torch_cuda.gpu_problem()
-    assert problem is None, problem
     if torch.cuda.is_available():
         return f'cuda ({torch.cuda.get_device_name(0)}, torch CUDA {torch.version.cuda})'
-    return 'cpu (no NVIDIA driver)'
+    driver = _driver_cuda()
+    assert driver is None, (
+        f'an NVIDIA driver is installed (nvidia-smi: CUDA {driver}) but torch {torch.__version__} '
+        + (f'(built for CUDA {torch.version.cuda}) ' if torch.version.cuda else '(a CPU-only build) ')
+        + 'cannot use it: training would run on the CPU')
+    return 'cpu (no NVIDIA driver): training runs on the CPU'
 
 
 def check_torchvision():
@@ -226,8 +240,8 @@ CHECKS = [
     ('stack', check_stack, lambda: f'one stack per environment: {SETUP} (or STACK=onedl ...) '
                                    'makes a fresh one'),
     ('torch', check_torch, lambda: f'pip install "{pin("torch")}" inside the venv, or {REINSTALL}'),
-    ('device', check_device, lambda: 'install the torch build named above, or CPU_ONLY=1 to train on '
-                                     'the CPU'),
+    ('device', check_device, lambda: 'python tools/torch_cuda.py verify names the torch build for '
+                                     'this driver (or CPU_ONLY=1 to train on the CPU)'),
     ('torchvision', check_torchvision,
      lambda: f'{pin("torchvision")} needs the matching build of torch ("{pin("torch")}", not "+cpu")'),
     ('mmcv (with ops)', check_mmcv,

@@ -85,7 +85,7 @@ t_eval=$((SECONDS - t_eval))
 
 log "step 4/4: pictures (predictions next to ground truth, loss and val mAP curves)"
 PICTURES="$WORK_DIR/pictures"
-"$PY" tools/analysis_tools/main_job_pictures.py "$CONFIG" "$FINAL" "$WORK_DIR" \
+"$PY" tools/analysis_tools/quickstart_pictures.py "$CONFIG" "$FINAL" "$WORK_DIR" \
   --out-dir "$PICTURES" --num-images 6 --mim-name "$MIM_MMDET" > "$WORK_DIR/pictures.log" 2>&1 \
   || log "pictures failed (the AP below is unaffected): see $WORK_DIR/pictures.log"
 

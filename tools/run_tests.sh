@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the test suite inside the project's venv (made by tools/setup_env.sh / tools/quickstart.sh).
-#   bash tools/run_tests.sh               # everything (CPU, ~15 min on 2 cores)
-#   bash tools/run_tests.sh -k backbone   # any pytest arguments (paths too: tests/test_env.py)
+#   bash tools/run_tests.sh               # everything, on CPU (CI: one OpenMP thread, ~10 min)
+#   bash tools/run_tests.sh -m 'not slow' # without the real training / multi-process runs
+#   bash tools/run_tests.sh -k backbone   # any pytest arguments (paths too: tests/test_env)
 #   STACK=onedl bash tools/run_tests.sh   # in the OneDL environment (.venv-onedl)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

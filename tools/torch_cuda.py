@@ -3,9 +3,9 @@
     python tools/torch_cuda.py plan 2.13.0 0.28.0   # before torch is installed (stdlib only)
     python tools/torch_cuda.py verify               # after, with the environment's python
 
-``tools/setup_env.sh`` calls both. ``plan`` reads the driver's CUDA version from ``nvidia-smi``
-and prints shell assignments (``TORCH_CUDA``, ``TORCH_INDEX``, ``TORCH_SPEC``, ``TORCHVISION_SPEC``):
-the package index build when there is no driver or the driver runs it, otherwise the
+``tools/setup_env.sh`` calls both; ``tools/check_env.py`` runs ``verify`` as its device check.
+``plan`` reads the driver's CUDA version from ``nvidia-smi`` and prints shell assignments
+(``TORCH_CUDA``, ``TORCH_INDEX``, ``TORCH_SPEC``, ``TORCHVISION_SPEC``): the package index build when there is no driver or the driver runs it, otherwise the
 download.pytorch.org build of the same torch version for the driver's CUDA major version.
 ``verify`` exits 3 when a driver is there but ``torch.cuda.is_available()`` is False, with a
 message naming the driver's CUDA version, torch's, and the pip command for a matching build.

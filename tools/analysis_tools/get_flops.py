@@ -8,7 +8,8 @@ Why not ``mim run mmdet get_flops``: mmdet's (and mmseg's) tool takes its input 
 val dataloader, so it needs COCO / ADE20K on disk, and it counts whatever the SDPA kernel leaves
 out. This tool feeds a synthetic image of the config's test size (detection 800 x 1280 = the
 1333 x 800 test scale padded to 32, ADE20K 512 x 512, ImageNet 224 x 224), counts with
-``mmengine.analysis.get_model_complexity_info`` (one multiply-add = one FLOP, as fvcore). The
+``mmengine.analysis.get_model_complexity_info`` through ``dsnet_mm.apis.count_flops``, as
+tools/benchmark_coco.py counts (one multiply-add = one FLOP, as fvcore). The
 DS-Net / DS-FPN attention matmuls are counted: under the counter's ``torch.jit`` tracing the
 attention runs as explicit softmax(QK^T)V, not as the SDPA op the counter would skip.
 Detectors: by default backbone + neck (``extract_feat``), which is well defined. ``--full`` adds
@@ -19,17 +20,14 @@ RPN keeps a different count than a trained one), so full-detector FLOPs are only
 import argparse
 import importlib
 import json
-import os.path as osp
-import sys
 from functools import partial
 
 import torch
-from mmengine.analysis import get_model_complexity_info
 from mmengine.config import Config, DictAction
 from mmengine.registry import DefaultScope
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-import dsnet_mm  # noqa: E402,F401
+import dsnet_mm  # noqa: F401  (registers DSNet / DSFPN)
+from dsnet_mm.apis import count_flops
 
 DEFAULT_SHAPES = {'mmdet': (800, 1280), 'mmseg': (512, 512), 'mmpretrain': (224, 224)}
 
@@ -59,22 +57,6 @@ def build(cfg):
         model = registry.build(cfg.model)
     model.eval()
     return model, scope
-
-
-def count_flops(model, inputs, forward=None):
-    """FLOPs (one multiply-add = one FLOP) of ``forward(inputs)`` (default ``model(inputs)``), by
-    ``mmengine.analysis.get_model_complexity_info``; the one FLOP count of dsnet_mm's tools
-    (tools/benchmark_coco.py uses it too). The attention matmuls are counted: under the counter's
-    jit tracing DS-Net runs them as explicit softmax(QK^T)V, not as an SDPA op it would skip."""
-    if forward is not None:
-        model.forward = forward   # the counter calls model(...); it must run this path
-    try:
-        with torch.no_grad():
-            return get_model_complexity_info(model, inputs=(inputs, ), show_table=False,
-                                             show_arch=False)['flops']
-    finally:
-        if forward is not None:
-            del model.forward   # back to the class's forward
 
 
 def count(model, scope, shape, backbone_only, full=False):

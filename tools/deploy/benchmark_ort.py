@@ -4,18 +4,18 @@
     .venv-deploy/bin/python tools/deploy/benchmark_ort.py --config configs/retinanet_dsnet_t_fpn_1x_coco.py \
         --deploy-cfg configs/deploy/detection_onnxruntime_dynamic.py --size 512 512 --iters 5
 
-Exports CONFIG (random weights unless --checkpoint) with tools/deploy/export_onnx.py and times one
-image of --size (the network input: batch 1, already normalised; 800 x 1333 is COCO's test scale)
+Exports CONFIG (random weights unless --checkpoint) as tools/deploy/export_onnx.py does and times
+one image of --size (the network input: batch 1, already normalised; 800 x 1333 is COCO's test scale)
 through three paths, with the same number of intra-op threads:
 
   * ONNX Runtime   ``InferenceSession.run`` on end2end.onnx (CPU provider, ORT's default graph
                    optimisations): dets, labels, 28 x 28 mask probabilities
   * PyTorch        mmdeploy's PyTorch model (the rewritten model the export traced,
-                   dsnet_mm/deploy/reference.py): the same outputs, so the same work
+                   dsnet_mm/deploy/pytorch_model.py): the same outputs, so the same work
   * PyTorch mmdet  mmdet's own ``model.predict`` (what the config runs without mmdeploy): its
                    post-processing is mmdet's and it pastes the masks into the image
 
-Random weights are drawn by ``dsnet_mm.deploy.reference.random_detector_weights_``: mmdet's initial
+Random weights are drawn by ``dsnet_mm.deploy.pytorch_model.random_detector_weights_``: mmdet's initial
 heads give every box the same score (no detection over the config's score threshold, or all of them
 tied), which would make the post-processing and the mask head unrealistically cheap or expensive;
 there the classifiers give logits of std 1 on a probe image, so that a realistic number of boxes
@@ -34,10 +34,6 @@ import sys
 import tempfile
 import time
 import warnings
-
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, osp.join(ROOT, 'tools', 'deploy'))
-sys.path.insert(0, ROOT)
 
 
 def parse_args(argv=None):
@@ -90,9 +86,9 @@ def main(argv=None):
     from mmengine.registry import init_default_scope
 
     import dsnet_mm  # noqa: F401
-    from dsnet_mm.deploy.reference import (data_samples_for, mmdeploy_pytorch_model,
-                                           random_detector_weights_)
-    from export_onnx import export
+    from dsnet_mm.deploy import export_onnx
+    from dsnet_mm.deploy.pytorch_model import (data_samples_for, mmdeploy_pytorch_model,
+                                               random_detector_weights_)
     from mmdet.registry import MODELS
 
     h, w = args.size
@@ -113,7 +109,8 @@ def main(argv=None):
             ckpt = osp.join(tmp, 'weights.pth')
             torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
             t0 = time.perf_counter()
-            onnx_path = export(args.deploy_cfg, cfg, ckpt, work_dir=tmp, shape=(h, w), quiet=True)
+            onnx_path = export_onnx(args.deploy_cfg, cfg, ckpt, work_dir=tmp, shape=(h, w),
+                                    quiet=True)
             print(f'[bench] exported in {time.perf_counter() - t0:.0f} s', flush=True)
         so = ort.SessionOptions()
         so.intra_op_num_threads = args.threads
@@ -145,7 +142,7 @@ def main(argv=None):
     counts = dict(onnxruntime=n_det, pytorch=int(out_pt[0].shape[1]),
                   mmdet=len(out_mmdet[0].pred_instances))
     same = len(out_ort) == len(out_pt) and all(a.shape == b.shape for a, b in zip(out_ort, out_pt))
-    # in output order: exactness itself (ties, odd sizes, several models) is tests/test_deploy.py's
+    # in output order: exactness itself (ties, odd sizes, several models) is tests/test_tools/test_deploy.py's
     max_diff = max(float(np.abs(a.astype(np.float64) - b).max()) for a, b in
                    zip(out_ort, out_pt)) if same and n_det else None
 

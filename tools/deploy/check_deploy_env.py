@@ -14,12 +14,10 @@ import os
 import os.path as osp
 import sys
 import tempfile
+import traceback
 import warnings
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-sys.path.insert(0, ROOT)
-from check_env import run_checks  # noqa: E402
 
 REINSTALL = 'FORCE_REINSTALL=1 bash tools/deploy/setup_deploy_env.sh'
 DEPLOY_CFG = osp.join(ROOT, 'configs', 'deploy', 'instance-seg_onnxruntime_dynamic.py')
@@ -139,6 +137,24 @@ CHECKS = [
      'see the error: a newer torch may need another compatibility patch in '
      'dsnet_mm/deploy/compat.py'),
 ]
+
+
+def run_checks(checks):
+    """Run (name, check, fix) triples as tools/check_env.py does: one line each, every check even
+    after a failure; 0 if all passed, else 1."""
+    failed = []
+    for name, fn, fix in checks:
+        try:
+            print(f'  ok    {name:<18} {fn()}')
+        except Exception as e:  # noqa: B902  (AssertionError, ImportError, RuntimeError, ...)
+            print(f'  FAIL  {name:<18} {traceback.format_exception_only(type(e), e)[-1].strip()}')
+            print(f'        fix: {fix() if callable(fix) else fix}')
+            failed.append(name)
+    if failed:
+        print(f'\nBROKEN: {", ".join(failed)}', file=sys.stderr)
+        return 1
+    print('\nall checks passed')
+    return 0
 
 
 def main():

@@ -11,12 +11,13 @@
 mmdeploy's test machinery, as its ``tools/test.py`` uses it: the task processor builds the backend
 model (``End2EndModel`` around mmdeploy's ``ORTWrapper``) and a ``DeployTestRunner`` with the model
 config's ``test_dataloader`` and ``test_evaluator`` (``CocoMetric``, pycocotools), and
-``runner.test()`` evaluates. The table is tools/benchmark_coco.py's own (its ``markdown``
-function), so the numbers sit next to PyTorch's; params are the ONNX file's initializers, FLOPs are
-not counted, img/s is batch 1 through the same backend model. Writes ``<out-dir>/benchmark.md``
+``runner.test()`` evaluates. The checks, columns and table are tools/benchmark_coco.py's
+(``dsnet_mm.apis``), so the numbers sit next to PyTorch's; params are the ONNX file's
+initializers, FLOPs are not counted, img/s is batch 1 through the same backend model. Writes ``<out-dir>/benchmark.md``
 and ``benchmark.json`` as benchmark_coco.py does. Applies dsnet_mm's compatibility layer first
 and prints what it patched. Needs ``.venv-deploy`` (``bash tools/deploy/setup_deploy_env.sh``).
 """
+import argparse
 import copy
 import json
 import os
@@ -24,19 +25,23 @@ import os.path as osp
 import sys
 import warnings
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-sys.path.insert(0, ROOT)
-
 
 def parse_args(argv=None):
-    from benchmark_coco import evaluation_parser
-    p = evaluation_parser(__doc__, 'work_dirs/deploy_eval')
+    from mmengine.config import DictAction
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split('\n', 2)[2])
     p.add_argument('deploy_cfg', help='the deploy config the model was exported with')
     p.add_argument('model_cfg', help='the model config (its test_dataloader / test_evaluator)')
     p.add_argument('onnx', help='the exported end2end.onnx')
     p.add_argument('--batch-size', type=int, default=1, help='test batch size (default 1)')
     p.add_argument('--device', default='cpu')
+    p.add_argument('--out-dir', default='work_dirs/deploy_eval')
+    p.add_argument('--speed-images', type=int, default=50,
+                   help='images timed for inference speed (0: skip)')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+                   help='override settings of the model config, e.g. '
+                        'test_dataloader.dataset.data_root=data/shapes/')
     return p.parse_args(argv)
 
 
@@ -56,7 +61,7 @@ def evaluate(deploy_cfg_path, model_cfg_path, onnx_path, out_dir='work_dirs/depl
     import torch
 
     import dsnet_mm  # noqa: F401  (registers DSNet / DSFPN)
-    from benchmark_coco import BenchmarkError, check_dataset, coco_ap_columns, measure_speed
+    from dsnet_mm.apis import BenchmarkError, check_dataset, coco_ap_columns, measure_speed
     from mmdeploy.apis import build_task_processor
     from mmdeploy.utils import load_config
 
@@ -98,7 +103,10 @@ def evaluate(deploy_cfg_path, model_cfg_path, onnx_path, out_dir='work_dirs/depl
 def main(argv=None):
     warnings.filterwarnings('ignore', category=UserWarning)
     args = parse_args(argv)
-    from benchmark_coco import BenchmarkError, markdown
+    from dsnet_mm.deploy import apply_compat
+    for line in apply_compat():   # before anything imports mmdeploy
+        print(f'[compat] patched {line}', flush=True)
+    from dsnet_mm.apis import BenchmarkError, markdown
     os.makedirs(args.out_dir, exist_ok=True)
     print(f'[eval-onnx] {args.onnx} ({args.model_cfg}, {args.deploy_cfg})', flush=True)
     try:

@@ -12,8 +12,9 @@
 This is mmdeploy's own ``mmdeploy.apis.torch2onnx`` (what mmdeploy's ``tools/deploy.py`` runs for
 the ONNX step): it builds the model from the config, loads the checkpoint, runs one image through the
 config's test pipeline and exports the rewritten model with the deploy config's opset and dynamic
-axes. Before that it applies dsnet_mm's compatibility layer (``dsnet_mm/deploy/compat.py``) and
-prints what it patched. Without a checkpoint the weights are random (for trying the export only).
+axes (``dsnet_mm.deploy.export_onnx``). It starts by applying dsnet_mm's compatibility layer
+(``dsnet_mm/deploy/compat.py``) and prints what it patched. Without a checkpoint the weights
+are random (for trying the export only).
 
 The image only traces the graph: with the dynamic deploy configs of configs/deploy/ the model takes
 any batch, height and width afterwards. By default it is a synthetic image of --shape (default
@@ -22,12 +23,7 @@ any batch, height and width afterwards. By default it is a synthetic image of --
 """
 import argparse
 import os
-import os.path as osp
 import sys
-import warnings
-
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, ROOT)
 
 
 def parse_args(argv=None):
@@ -46,12 +42,6 @@ def parse_args(argv=None):
                    help='size of the synthetic image (before the test pipeline resizes it)')
     p.add_argument('--device', default='cpu', help="export device (default 'cpu')")
     return p.parse_args(argv)
-
-
-def synthetic_image(h, w, seed=0):
-    import numpy as np
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
 
 
 def describe_onnx(path):
@@ -78,40 +68,13 @@ def describe_onnx(path):
     return lines
 
 
-def export(deploy_cfg, model_cfg, checkpoint=None, work_dir=None, img=None, shape=(480, 640),
-           device='cpu', quiet=False):
-    """Export with ``mmdeploy.apis.torch2onnx``; return the path of the ONNX file."""
-    from dsnet_mm.deploy import apply_compat
-    for line in apply_compat():
-        print(f'[compat] patched {line}', flush=True)
-    import dsnet_mm  # noqa: F401  (registers DSNet / DSFPN)
-    from mmdeploy.apis import torch2onnx
-    from mmdeploy.utils import get_onnx_config, load_config
-
-    deploy, model = load_config(deploy_cfg, model_cfg)
-    if work_dir is None:
-        work_dir = osp.join('work_dirs', 'deploy', osp.splitext(osp.basename(model_cfg))[0])
-    save_file = get_onnx_config(deploy).get('save_file', 'end2end.onnx')
-    if img is None:
-        img = synthetic_image(*shape)
-    if checkpoint is not None and not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'checkpoint not found: {checkpoint!r}')
-    if checkpoint is None and not quiet:
-        print('[export] no checkpoint given: exporting random weights', flush=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')   # tracer warnings: expected for a traced export
-        torch2onnx(img, work_dir, save_file, deploy_cfg=deploy, model_cfg=model,
-                   model_checkpoint=checkpoint, device=device)
-    path = osp.join(work_dir, save_file)
-    if not osp.isfile(path):
-        raise RuntimeError(f'mmdeploy did not write {path} (see the log above)')
-    return path
-
-
 def main(argv=None):
     args = parse_args(argv)
-    path = export(args.deploy_cfg, args.model_cfg, args.checkpoint, args.work_dir, args.img,
-                  tuple(args.shape), args.device)
+    from dsnet_mm.deploy import apply_compat, export_onnx
+    for line in apply_compat():   # before anything imports mmdeploy
+        print(f'[compat] patched {line}', flush=True)
+    path = export_onnx(args.deploy_cfg, args.model_cfg, args.checkpoint, args.work_dir,
+                       args.img, tuple(args.shape), args.device)
     print(f'[export] wrote {path}')
     for line in describe_onnx(path):
         print(f'[export]   {line}')

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The quick-start model deployed: export the main job's trained checkpoint with mmdeploy, evaluate
+# The quick-start model deployed: export the quick start's trained checkpoint with mmdeploy, evaluate
 # the ONNX model in ONNX Runtime on the held-out shapes val split, and print its box and mask AP next
 # to PyTorch's. Run after tools/quickstart.sh (which trains the checkpoint and evaluates it in PyTorch);
 # CI runs it through tools/deploy/ci_deploy.sh.

@@ -47,4 +47,4 @@ if ! "$VPY" "$ROOT/tools/deploy/check_deploy_env.py"; then
   die "the deployment environment is installed but the check above failed; fix the part it names and re-run with FORCE_REINSTALL=1."
 fi
 echo "$WANT" > "$STAMP"
-log "done: export with '${DEPLOY_VENV#$ROOT/}/bin/python tools/deploy/export_onnx.py ...' (README, \"Deployment\")"
+log "done: export with '${DEPLOY_VENV#$ROOT/}/bin/python tools/deploy/export_onnx.py ...' (docs/deployment.md)"

@@ -8,7 +8,7 @@
 # by -0.5 instead, but the op then clamps every RoI to at least one feature cell, which mmcv's
 # `aligned=True` does not, so small RoIs are pooled differently (a trained Mask R-CNN exported with
 # opset 11 gave 12 detections instead of 15). Opset 16 has coordinate_transformation_mode=half_pixel:
-# exactly mmcv's aligned=True. tests/test_deploy.py fails if a RoIAlign config goes below 16.
+# exactly mmcv's aligned=True. tests/test_tools/test_deploy.py fails if a RoIAlign config goes below 16.
 onnx_config = dict(
     type='onnx',
     export_params=True,

@@ -1,14 +1,13 @@
 """mmdeploy's PyTorch model: the detector as mmdeploy rewrites it for export, run in PyTorch.
 
-    from dsnet_mm.deploy.reference import mmdeploy_pytorch_model
+    from dsnet_mm.deploy.pytorch_model import mmdeploy_pytorch_model
     with mmdeploy_pytorch_model(model, deploy_cfg) as run:
         dets, labels, masks = run(images)     # the same outputs as end2end.onnx, from PyTorch
 
 This is what ``mmdeploy.apis.torch2onnx`` traces (``patch_model`` + ``RewriterContext`` with the
-deploy config's backend, IR and opset), executed instead of traced: the reference an ONNX Runtime
-result has to equal (tests/test_deploy.py, tools/deploy/benchmark_ort.py). mmdet's own
-``model.predict`` is a different computation (mmdeploy's post-processing differs: README,
-"Deployment"). mmdeploy is imported when called, not when this module is imported; apply
+deploy config's backend, IR and opset), executed instead of traced: what an ONNX Runtime result has
+to equal (tests/test_tools/test_deploy.py, tools/deploy/benchmark_ort.py). mmdet's own
+``model.predict`` is a different computation (mmdeploy's post-processing differs: docs/deployment.md). mmdeploy is imported when called, not when this module is imported; apply
 :func:`dsnet_mm.deploy.apply_compat` first.
 """
 from contextlib import contextmanager
@@ -50,7 +49,7 @@ def random_detector_weights_(model, seed=0, probe_hw=(128, 160)):
     the order), so the classifiers (``*cls*``) and box regressors (``*reg*``) are drawn again and
     scaled on a random probe image until the logits have std 1 (scores spread over (0, 1)) and the
     box deltas std 0.1 (boxes move but stay boxes); BatchNorm gets non-trivial statistics. For
-    tests and latency measurements (tests/test_deploy.py, tools/deploy/benchmark_ort.py)."""
+    tests and latency measurements (tests/test_tools/test_deploy.py, tools/deploy/benchmark_ort.py)."""
     import torch
     g = torch.Generator().manual_seed(seed)
     layers = {}

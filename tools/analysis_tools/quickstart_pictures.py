@@ -7,7 +7,7 @@
    validation box / mask mAP over the epochs, from the run's ``vis_data/scalars.json`` (the logs
    of a resumed run are joined in time order first).
 
-    python tools/analysis_tools/main_job_pictures.py CONFIG CHECKPOINT WORK_DIR --out-dir DIR
+    python tools/analysis_tools/quickstart_pictures.py CONFIG CHECKPOINT WORK_DIR --out-dir DIR
 
 Writes DIR/val_predictions.png, DIR/loss.png, DIR/val_mAP.png and prints their paths.
 Headless: matplotlib's Agg backend.

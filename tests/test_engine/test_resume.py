@@ -1,8 +1,8 @@
 """Interrupted training resumes where it stopped, under torch's default ``weights_only=True``.
 
 Real runs of the embedded config (mmdet's tools/train.py, mmengine runner) on a tiny shapes set,
-killed with SIGKILL, then resumed with ``--resume`` (``AtomicCheckpointHook`` applies the
-allow-list before the runner loads). Also: the allow-list of
+killed with SIGKILL while it writes a checkpoint, then resumed with ``--resume``
+(``AtomicCheckpointHook`` applies the allow-list before the runner loads). Also: the allow-list of
 ``dsnet_mm.utils.allow_mmengine_checkpoints`` is exactly what a runner checkpoint needs and
 nothing arbitrary loads; corrupt / truncated checkpoints give a clear error; a kill while a
 checkpoint is being written leaves the previous one usable (``AtomicCheckpointHook``).
@@ -13,9 +13,7 @@ import os
 import os.path as osp
 import pickletools
 import signal
-import subprocess
 import sys
-import time
 import zipfile
 
 import pytest
@@ -47,37 +45,72 @@ def _load(path):
     return torch.load(path, map_location='cpu')   # weights_only: torch's default (True)
 
 
+KILL_HOOK = '''
+import os, signal, threading, time
+import os.path as osp
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+
+
+@HOOKS.register_module()
+class KillWhileSavingHook(Hook):
+    """SIGKILLs its own process while the checkpoint of epoch $KILL_AT_EPOCH is being written:
+    a watcher thread fires as soon as the checkpoint file being written appears."""
+
+    def before_save_checkpoint(self, runner, checkpoint):
+        at = os.environ.get('KILL_AT_EPOCH')
+        if not at or checkpoint['meta']['epoch'] != int(at):
+            return
+        names = [f'.epoch_{at}.pth.tmp', f'epoch_{at}.pth']
+
+        def watch():
+            while not any(osp.exists(osp.join(runner.work_dir, n)) for n in names):
+                time.sleep(0.0002)
+            os.kill(os.getpid(), signal.SIGKILL)
+        threading.Thread(target=watch, daemon=True).start()
+'''
+KILL_AT = 3
+
+
+def _env(cfg, **kw):
+    """The environment of a run of ``cfg``: its folder (the kill hook) importable."""
+    return subprocess_env([osp.dirname(cfg)], **kw)
+
+
 @pytest.fixture(scope='module')
 def killed_run(tiny, tmp_path_factory):
-    """Start a long run, SIGKILL it once epoch 2's checkpoint exists. -> (cfg, work_dir, K)."""
+    """A run SIGKILLed (no cleanup, no atexit) while it writes the checkpoint of epoch 3, the worst
+    moment: with mmengine's own CheckpointHook, epoch_3.pth would be half-written and epoch_1.pth
+    (max_keep_ckpts=2) already deleted. -> (cfg, work_dir, K): epoch_K.pth is the last complete
+    checkpoint."""
     d = tmp_path_factory.mktemp('resume')
-    cfg = write_tiny_config(d / 'cfg.py', tiny, max_epochs=50, keep=3)
+    (d / 'killhook.py').write_text(KILL_HOOK)
+    cfg = write_tiny_config(d / 'cfg.py', tiny, max_epochs=KILL_AT + 1, keep=2, extra='''
+        custom_imports = dict(imports=['dsnet_mm', 'dsnet_mm.engine', 'killhook'],
+                              allow_failed_imports=False)
+        custom_hooks = [dict(type='MeanLossHook'), dict(type='ExitWithLauncherHook'),
+                        dict(type='KillWhileSavingHook')]
+    ''')
     wd = d / 'work'
-    log = open(d / 'killed.log', 'w')
-    proc = subprocess.Popen(_train_cmd(cfg, wd), stdout=log, stderr=subprocess.STDOUT,
-                            env=subprocess_env(), start_new_session=True)
-    deadline = time.time() + 400
-    try:
-        while True:
-            last = _last(wd)
-            if last and int(osp.basename(last)[len('epoch_'):-len('.pth')]) >= 2:
-                break
-            assert proc.poll() is None, 'training died: ' + open(d / 'killed.log').read()[-4000:]
-            assert time.time() < deadline, 'no checkpoint of epoch 2 in time'
-            time.sleep(0.2)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)   # a real kill: no cleanup, no atexit
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    last = _last(wd)
-    k = int(osp.basename(last)[len('epoch_'):-len('.pth')])
-    assert k < 50, 'the run finished before it was killed'
-    return cfg, wd, k
+    p = run(_train_cmd(cfg, wd), env=dict(_env(cfg), KILL_AT_EPOCH=str(KILL_AT)), timeout=400)
+    assert p.returncode == -signal.SIGKILL, p.output[-3000:]
+    return cfg, wd, KILL_AT - 1
 
 
 def _history(ckpt, key='train/loss'):
     buf = ckpt['message_hub']['log_scalars'][key]
     return buf.data[0].tolist()   # HistoryBuffer.data -> (values, counts)
+
+
+def test_kill_while_saving_keeps_the_previous_checkpoint(killed_run):
+    """AtomicCheckpointHook: the checkpoint being written is a hidden file until complete, and
+    the outdated one is deleted only after that."""
+    _, wd, k = killed_run
+    assert not (wd / f'epoch_{k + 1}.pth').exists(), 'the checkpoint was completed before the kill'
+    assert (wd / f'.epoch_{k + 1}.pth.tmp').exists()   # the half-written file, under a hidden name
+    assert _last(wd) == str(wd / f'epoch_{k}.pth')
+    assert _load(wd / f'epoch_{k}.pth')['meta']['epoch'] == k   # complete and loadable
+    assert (wd / f'epoch_{k - 1}.pth').exists()   # max_keep_ckpts=2: not deleted before the save
 
 
 def test_sigkilled_run_resumes_where_it_stopped(killed_run, tmp_path):
@@ -93,9 +126,14 @@ def test_sigkilled_run_resumes_where_it_stopped(killed_run, tmp_path):
 
     final_epoch = k + 2
     out = run(_train_cmd(cfg, wd, '--resume', '--cfg-options',
-                         f'train_cfg.max_epochs={final_epoch}'), env=subprocess_env(),
+                         f'train_cfg.max_epochs={final_epoch}'), env=_env(cfg),
               check=True).output
     assert f'resumed epoch: {k}, iter: {k * ITERS_PER_EPOCH}' in out, out[-3000:]
+    # the half-written file was replaced by the complete save; max_keep_ckpts=2
+    assert _last(wd) == str(wd / f'epoch_{final_epoch}.pth')
+    assert not (wd / f'.epoch_{k + 1}.pth.tmp').exists()
+    assert sorted(p.name for p in wd.glob('*.pth')) == [f'epoch_{k + 1}.pth',
+                                                          f'epoch_{final_epoch}.pth']
 
     after = _load(osp.join(wd, f'epoch_{final_epoch}.pth'))
     n_iter = final_epoch * ITERS_PER_EPOCH
@@ -207,63 +245,10 @@ def test_corrupt_checkpoints_give_a_clear_error(killed_run, tmp_path):
     wd2 = tmp_path / 'work'
     wd2.mkdir()
     (wd2 / 'last_checkpoint').write_text(str(truncated))
-    p = run(_train_cmd(cfg, wd2, '--resume'), env=subprocess_env(), timeout=300)
+    p = run(_train_cmd(cfg, wd2, '--resume'), env=_env(cfg), timeout=300)
     assert p.returncode != 0
     assert 'truncated, corrupt or not a PyTorch checkpoint' in p.stderr + p.stdout, \
         (p.stdout + p.stderr)[-3000:]
-
-
-KILL_HOOK = '''
-import os, signal, threading, time
-import os.path as osp
-from mmengine.hooks import Hook
-from mmengine.registry import HOOKS
-
-
-@HOOKS.register_module()
-class KillWhileSavingHook(Hook):
-    """SIGKILLs its own process while the checkpoint of epoch $KILL_AT_EPOCH is being written:
-    a watcher thread fires as soon as the checkpoint file being written appears."""
-
-    def before_save_checkpoint(self, runner, checkpoint):
-        at = os.environ.get('KILL_AT_EPOCH')
-        if not at or checkpoint['meta']['epoch'] != int(at):
-            return
-        names = [f'.epoch_{at}.pth.tmp', f'epoch_{at}.pth']
-
-        def watch():
-            while not any(osp.exists(osp.join(runner.work_dir, n)) for n in names):
-                time.sleep(0.0002)
-            os.kill(os.getpid(), signal.SIGKILL)
-        threading.Thread(target=watch, daemon=True).start()
-'''
-
-
-def test_kill_while_saving_keeps_the_previous_checkpoint(tiny, tmp_path):
-    (tmp_path / 'killhook.py').write_text(KILL_HOOK)
-    extra = '''
-        custom_imports = dict(imports=['dsnet_mm', 'dsnet_mm.engine', 'killhook'],
-                              allow_failed_imports=False)
-        custom_hooks = [dict(type='MeanLossHook'), dict(type='KillWhileSavingHook')]
-    '''
-    # max_keep_ckpts=1: the worst case for mmengine's own hook, which deletes the old
-    # checkpoint before writing the new one
-    cfg = write_tiny_config(tmp_path / 'cfg.py', tiny, max_epochs=3, keep=1, extra=extra)
-    wd = tmp_path / 'work'
-    env = subprocess_env([tmp_path])
-    p = run(_train_cmd(cfg, wd), env=dict(env, KILL_AT_EPOCH='2'), timeout=400)
-    assert p.returncode == -signal.SIGKILL, (p.stdout + p.stderr)[-3000:]
-    assert not (wd / 'epoch_2.pth').exists(), 'the checkpoint was completed before the kill'
-    assert (wd / '.epoch_2.pth.tmp').exists()   # the half-written file, under a hidden name
-    assert _last(wd) == str(wd / 'epoch_1.pth')
-    assert _load(wd / 'epoch_1.pth')['meta']['epoch'] == 1   # complete and loadable
-
-    out = run(_train_cmd(cfg, wd, '--resume'), env=env, check=True).output
-    assert f'resumed epoch: 1, iter: {ITERS_PER_EPOCH}' in out, out[-3000:]
-    assert _load(wd / 'epoch_3.pth')['meta']['iter'] == 3 * ITERS_PER_EPOCH
-    assert _last(wd) == str(wd / 'epoch_3.pth')
-    assert not (wd / '.epoch_2.pth.tmp').exists()       # replaced by the complete save
-    assert not (wd / 'epoch_1.pth').exists() and not (wd / 'epoch_2.pth').exists()  # keep=1
 
 
 @pytest.mark.parametrize('damage', ['unreadable', 'missing'])
@@ -282,7 +267,7 @@ def test_resume_skips_an_unreadable_last_checkpoint(killed_run, tmp_path, damage
     else:
         bad.unlink()
     out = run(_train_cmd(cfg, wd, '--resume', '--cfg-options', f'train_cfg.max_epochs={k + 1}'),
-              env=subprocess_env(), check=True).output
+              env=_env(cfg), check=True).output
     assert f'Resuming from {wd}/epoch_{k - 1}.pth instead, the newest readable' in out, out[-3000:]
     assert ('truncated, corrupt' if damage == 'unreadable' else 'does not exist') in out
     assert f'resumed epoch: {k - 1}, iter: {(k - 1) * ITERS_PER_EPOCH}' in out
@@ -296,7 +281,7 @@ def test_test_checkpoint_that_is_missing_says_it_is_the_checkpoint_to_test(kille
                                                                             mim_mmdet):
     cfg = killed_run[0]
     p = run([MIM, 'test', mim_mmdet, cfg, '--checkpoint', str(tmp_path / 'missing.pth'),
-             '--work-dir', str(tmp_path / 'test')], env=subprocess_env(venv_on_path=True),
+             '--work-dir', str(tmp_path / 'test')], env=_env(cfg, venv_on_path=True),
             timeout=300)   # mim runs `python`
     out = p.output
     assert p.returncode != 0

@@ -2,18 +2,18 @@
 
 The models are the repository's own configs (RetinaNet and Mask R-CNN with DS-Net-T and FPN, Mask
 R-CNN with DS-Net-T and DSFPN) made tiny for CPU time (3 classes, few proposals, small images) with
-random weights. Each is exported through ``tools/deploy/export_onnx.py`` (mmdeploy's
+random weights. Each is exported as ``tools/deploy/export_onnx.py`` exports (mmdeploy's
 ``torch2onnx``), run in stock ONNX Runtime (no mmdeploy custom-op library) and compared with
 mmdeploy's PyTorch model (the same model rewritten by mmdeploy, run in PyTorch): boxes, scores,
 labels and masks agree within 1e-4 at the traced size and at an odd one (and at batch 2 for
 RetinaNet). Exact equality is with mmdeploy's PyTorch model, not with mmdet's own ``predict``:
-mmdeploy's post-processing differs (README, "Deployment").
+mmdeploy's post-processing differs (docs/deployment.md).
 
 These tests need the deployment environment, where mmdeploy is installed (it pins protobuf 3.20.2,
 which conflicts with the main environment):
 
     bash tools/deploy/setup_deploy_env.sh
-    .venv-deploy/bin/python -m pytest tests/test_deploy.py
+    .venv-deploy/bin/python -m pytest tests/test_tools/test_deploy.py
 
 In ``.venv`` only the tests that need no mmdeploy run (deploy configs, compatibility layer); the
 others are skipped with that hint. CI runs them through tools/deploy/ci_deploy.sh.
@@ -28,13 +28,13 @@ import numpy as np
 import pytest
 import torch
 
-from dsnet_mm.deploy.reference import random_detector_weights_
+from dsnet_mm.deploy.pytorch_model import random_detector_weights_
 from helpers import ROOT, run
 
 HAVE_MMDEPLOY = importlib.util.find_spec('mmdeploy') is not None
 HOW_TO = ('needs the deployment environment (mmdeploy is not installed in this one): run '
           "'bash tools/deploy/setup_deploy_env.sh', then "
-          "'.venv-deploy/bin/python -m pytest tests/test_deploy.py'")
+          "'.venv-deploy/bin/python -m pytest tests/test_tools/test_deploy.py'")
 needs_mmdeploy = pytest.mark.skipif(not HAVE_MMDEPLOY, reason=HOW_TO)
 
 DEPLOY_DIR = osp.join(ROOT, 'configs', 'deploy')
@@ -230,9 +230,9 @@ def tiny_model_config(path):
 
 
 def mmdeploy_pytorch_outputs(model, deploy_cfg, x):
-    """mmdeploy's PyTorch model (dsnet_mm/deploy/reference.py): the detector patched and run under
+    """mmdeploy's PyTorch model (dsnet_mm/deploy/pytorch_model.py): the detector patched and run under
     mmdeploy's rewriter context, exactly what torch2onnx traces, executed in PyTorch."""
-    from dsnet_mm.deploy.reference import mmdeploy_pytorch_model
+    from dsnet_mm.deploy.pytorch_model import mmdeploy_pytorch_model
     with mmdeploy_pytorch_model(model, deploy_cfg) as run:
         return [o.numpy() for o in run(x)]
 
@@ -243,7 +243,7 @@ def exported(request, tmp_path_factory):
     if not HAVE_MMDEPLOY:
         pytest.skip(HOW_TO)
     import onnxruntime as ort
-    from export_onnx import export
+    from dsnet_mm.deploy import export_onnx
     from mmdeploy.utils import load_config
     from mmengine.registry import init_default_scope
 
@@ -258,7 +258,7 @@ def exported(request, tmp_path_factory):
     work = tmp_path_factory.mktemp(name)
     ckpt = str(work / 'random.pth')
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
-    path = export(deploy_cfg_path, cfg, ckpt, work_dir=str(work), shape=(200, 250), quiet=True)
+    path = export_onnx(deploy_cfg_path, cfg, ckpt, work_dir=str(work), shape=(200, 250), quiet=True)
     deploy_cfg = load_config(deploy_cfg_path)[0]
     sess = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
     return name, model, deploy_cfg, sess, path

@@ -1,5 +1,5 @@
 """The quick start's pieces: the embedded shapes dataset generator, tools/benchmark_coco.py's
-table and the pictures of a finished run.
+table and the pictures of a finished run, each tool run as a user runs it.
 
 (The quick start itself, tools/quickstart.sh, trains for ~15 min and runs in CI before the tests;
 these check its parts on tiny inputs.)
@@ -11,10 +11,11 @@ import sys
 import pytest
 import torch
 
-import benchmark_coco
 import dsnet_mm  # noqa: F401
-import make_shapes_coco
-from helpers import ROOT, make_tiny_shapes, mmdet_tool, run, subprocess_env, write_tiny_config
+from helpers import (ROOT, make_shapes, make_tiny_shapes, mmdet_tool, run, subprocess_env,
+                     write_tiny_config)
+
+BENCHMARK = osp.join(ROOT, 'tools', 'benchmark_coco.py')
 
 
 def test_shapes_dataset_is_deterministic_valid_coco(tmp_path):
@@ -42,10 +43,12 @@ def test_shapes_dataset_is_deterministic_valid_coco(tmp_path):
     assert open(osp.join(a, 'train/000000.png'), 'rb').read() != \
         open(osp.join(a, 'val/000000.png'), 'rb').read()
     # a complete set is detected and kept; --check reports it
-    assert make_shapes_coco.check(a, 6, 3, 64) == ''
-    assert 'images' in make_shapes_coco.check(a, 7, 3, 64)
-    assert make_shapes_coco.main(['--out', a, '--num-train', '6', '--num-val', '3', '--size',
-                                  '64', '--check']) == 0
+    p = make_shapes(a, 6, 3, 64, '--check')
+    assert p.returncode == 0 and 'complete' in p.stdout, p.output
+    p = make_shapes(a, 7, 3, 64, '--check')
+    assert p.returncode == 1 and 'has 6 images, 7 wanted' in p.stdout, p.output
+    p = make_shapes(a, 6, 3, 64)   # complete: kept, not written again
+    assert p.returncode == 0 and 'is complete' in p.stdout and 'writing' not in p.stdout, p.output
 
 
 @pytest.fixture(scope='module')
@@ -66,14 +69,29 @@ def _random_init_checkpoint(cfg_path, out):
     return str(out)
 
 
-def test_benchmark_evaluates_and_writes_table(tiny_cfg, tmp_path):
+@pytest.fixture(scope='module')
+def benchmark_run(tiny_cfg):
+    """One run of tools/benchmark_coco.py: the config's own untrained model (evaluated), then
+    three checkpoints it must refuse with a clear error (another model's, a truncated one, a
+    missing one). -> (process, out dir)."""
     cfg, d = tiny_cfg
-    ckpt = _random_init_checkpoint(cfg, tmp_path / 'init.pth')
-    out = tmp_path / 'bench'
-    assert benchmark_coco.main(['--pair', cfg, ckpt, '--out-dir', str(out),
-                                '--speed-images', '2']) == 0
+    good = _random_init_checkpoint(cfg, d / 'init.pth')
+    bad = d / 'other.pth'
+    torch.save({'state_dict': {'backbone.foo.weight': torch.zeros(3)}}, bad)
+    truncated = d / 'truncated.pth'
+    truncated.write_bytes(open(bad, 'rb').read()[:100])
+    out = d / 'bench'
+    p = run([sys.executable, BENCHMARK, '--pair', cfg, good, '--pair', cfg, bad,
+             '--pair', cfg, truncated, '--pair', cfg, d / 'missing.pth', '--out-dir', out,
+             '--speed-images', '2'], env=subprocess_env(), timeout=600)
+    return p, out
+
+
+def test_benchmark_evaluates_and_writes_table(benchmark_run):
+    p, out = benchmark_run
+    assert p.returncode == 1, p.output[-4000:]   # the three bad checkpoints
     res = json.load(open(out / 'benchmark.json'))
-    assert not res['failures'] and len(res['results']) == 1
+    assert len(res['results']) == 1 and len(res['failures']) == 3, res
     r = res['results'][0]
     for task in ('bbox', 'segm'):
         for k in ('mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l'):
@@ -83,39 +101,31 @@ def test_benchmark_evaluates_and_writes_table(tiny_cfg, tmp_path):
     assert r['images_per_s'] > 0
     md = open(out / 'benchmark.md').read()
     assert md.count('\n') == 3 and 'box AP' in md and 'cfg.py' in md
-    # the backbone is back on fused attention after FLOP counting (checked on a fresh build)
+    assert md in p.stdout
 
 
-def test_benchmark_missing_data_says_where_and_how(tiny_cfg, tmp_path, capsys):
+def test_benchmark_wrong_checkpoint_is_a_clear_error(benchmark_run):
+    p, out = benchmark_run
+    assert 'does not fit' in p.stderr and 'missing' in p.stderr
+    assert 'truncated, corrupt' in p.stderr
+    assert 'checkpoint not found' in p.stderr
+    assert 'Traceback' not in p.stderr
+    assert '(1 evaluated, 3 failed)' in p.stdout
+
+
+def test_benchmark_missing_data_says_where_and_how(tiny_cfg, tmp_path):
     cfg, d = tiny_cfg
     out = tmp_path / 'bench'
     missing = tmp_path / 'no_data'
-    rc = benchmark_coco.main([
-        '--pair', cfg, 'whatever.pth', '--out-dir', str(out), '--cfg-options',
-        f'test_dataloader.dataset.data_root={missing}/', f'test_evaluator.ann_file={missing}/a.json'])
-    assert rc == 1
-    err = capsys.readouterr().err
+    p = run([sys.executable, BENCHMARK, '--pair', cfg, 'whatever.pth', '--out-dir', out,
+             '--cfg-options', f'test_dataloader.dataset.data_root={missing}/',
+             f'test_evaluator.ann_file={missing}/a.json'], env=subprocess_env(), timeout=300)
+    assert p.returncode == 1
+    err = p.stderr
     assert str(missing) in err and 'does not exist' in err
     assert 'cocodataset.org' in err and 'make_shapes_coco.py' in err
     assert 'Traceback' not in err
     assert json.load(open(out / 'benchmark.json'))['failures']
-
-
-def test_benchmark_wrong_checkpoint_is_a_clear_error(tiny_cfg, tmp_path, capsys):
-    cfg, d = tiny_cfg
-    bad = tmp_path / 'other.pth'
-    torch.save({'state_dict': {'backbone.foo.weight': torch.zeros(3)}}, bad)
-    truncated = tmp_path / 'truncated.pth'
-    truncated.write_bytes(open(bad, 'rb').read()[:100])
-    rc = benchmark_coco.main(['--pair', cfg, str(bad), '--pair', cfg, str(truncated),
-                              '--pair', cfg, str(tmp_path / 'missing.pth'),
-                              '--out-dir', str(tmp_path / 'bench')])
-    assert rc == 1
-    err = capsys.readouterr().err
-    assert 'does not fit' in err and 'missing' in err
-    assert 'truncated, corrupt' in err
-    assert 'checkpoint not found' in err
-    assert 'Traceback' not in err
 
 
 @pytest.mark.slow
@@ -131,7 +141,7 @@ def test_pictures_of_a_finished_run(tmp_path):
     run([sys.executable, mmdet_tool('train.py'), cfg, '--work-dir', str(wd)], env=subprocess_env(),
         check=True)
     out_dir = tmp_path / 'pictures'
-    out = run([sys.executable, osp.join(ROOT, 'tools', 'analysis_tools', 'main_job_pictures.py'),
+    out = run([sys.executable, osp.join(ROOT, 'tools', 'analysis_tools', 'quickstart_pictures.py'),
                cfg, str(wd / 'epoch_2.pth'), str(wd), '--out-dir', str(out_dir),
                '--num-images', '3'], env=subprocess_env(), timeout=900, check=True).output
     grid = Image.open(out_dir / 'val_predictions.png')
