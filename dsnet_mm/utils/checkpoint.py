@@ -213,7 +213,7 @@ def explain_mismatch(module: torch.nn.Module, state_dict, missing, unexpected, m
                      from_pretrained_arg: bool = False) -> Optional[str]:
     """The likely cause of a checkpoint that does not fit a ``DSNet`` ``module`` (the "Likely
     fix" of ``check_state_dict_fits``), from the keys of the (converted) ``state_dict``."""
-    from ..models.backbones.dsnet_checkpoint import DS_BLOCK_KEY_RE, detect_arch
+    from ..models.backbones.dsnet_checkpoint import DS_BLOCK_KEY_RE, arch_mismatch
     pretrained_arg = PRETRAINED_ARG_HINT if from_pretrained_arg else ''
     heads = {k.split('.')[0] for k in state_dict}
     if heads & {'neck', 'rpn_head', 'roi_head', 'bbox_head', 'decode_head', 'head', 'backbone'}:
@@ -223,16 +223,9 @@ def explain_mismatch(module: torch.nn.Module, state_dict, missing, unexpected, m
         return (f'this is not a DS-Net checkpoint: its keys look like another backbone\'s '
                 f'({_examples(state_dict)}). Use DS-Net weights (converted with '
                 f'tools/model_converters/dsnet_to_mmpretrain.py). {pretrained_arg}').strip()
-    try:
-        ckpt_arch = detect_arch(state_dict)
-    except ValueError:
-        ckpt_arch = None
-    own = [k for k, v in module.arch_zoo.items() if len(k) > 1 and v['depths'] ==
-           module.arch_settings['depths']]
-    if ckpt_arch and ckpt_arch not in own:
-        return (f"the checkpoint is DS-Net-{ckpt_arch} but the model is "
-                f"{own[0] if own else module.arch_settings}: set arch='{ckpt_arch}' or use a "
-                f"DS-Net-{own[0] if own else '?'} checkpoint")
+    wrong_arch = arch_mismatch(state_dict, module)
+    if wrong_arch:
+        return wrong_arch
     if mis_shaped:
         return 'the channel widths differ: the checkpoint comes from another arch dict'
     return None
@@ -274,7 +267,7 @@ def load_checkpoint_strict(module: torch.nn.Module, filename: str, prefix: Optio
         sd = sub
     try:
         module.load_state_dict(sd, strict=True)
-    except RuntimeError:
+    except (RuntimeError, ValueError):   # ValueError: DSNet refused a DS-Net of another arch
         # Say what does not fit, in the names the module converted to (a failed load, so
         # the conversion runs again here only to explain it).
         from ..models.backbones.dsnet_checkpoint import checkpoint_filter_fn
