@@ -5,6 +5,7 @@ prefix or variant silently trains from random weights. ``load_checkpoint_strict`
 says how many tensors matched, shows some missing / unexpected / mis-shaped names and the likely
 fix for a DS-Net backbone (``explain_mismatch``).
 """
+import os
 import os.path as osp
 import pickle
 import pickletools
@@ -52,6 +53,8 @@ def load_pdparams(path: str) -> 'OrderedDict[str, torch.Tensor]':
             out[k] = torch.as_tensor(v)
     return out
 
+
+_CHECKPOINT_EXTS = ('.pth', '.pt', '.pth.tar', '.tar', '.pdparams', '.ckpt', '.bin')
 
 # What to do about a missing file depends on what it was for; init weights by default.
 PRETRAINED_ARG_HINT = (
@@ -118,6 +121,12 @@ def read_checkpoint(path: str, map_location='cpu', missing_hint: Optional[str] =
         path = download_checkpoint(path)
     elif mmengine_scheme(path):
         return load_with_mmengine(path, map_location)
+    if osp.isdir(path):
+        inside = sorted(f for f in os.listdir(path) if f.endswith(_CHECKPOINT_EXTS))
+        raise IsADirectoryError(
+            f'{path!r} is a directory, not a checkpoint file: name the file'
+            + (f' (it holds {_examples(inside)})' if inside else '') + '.'
+            + (f' {missing_hint}' if missing_hint else ''))
     if not osp.isfile(path):
         raise FileNotFoundError(
             f'checkpoint not found: {path!r}. {missing_hint or BACKBONE_WEIGHTS_HINT}')
@@ -161,12 +170,33 @@ def extract_state_dict(ckpt) -> 'OrderedDict[str, torch.Tensor]':
 
 def save_checkpoint_atomic(obj, path: str):
     """``torch.save`` to a temporary file beside ``path``, renamed over it when complete: an
-    interrupted save never leaves a partial ``path``."""
-    import os
+    interrupted or failed save leaves neither a partial ``path`` nor the temporary file."""
+    if osp.isdir(path):
+        raise IsADirectoryError(f'{path!r} is a directory: give the path of the file to write')
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     tmp = f'{path}.tmp.{os.getpid()}'
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def check_conversion_paths(src: str, dst: str, force: bool = False):
+    """What a converter checks before it reads anything: DST must name a file, and never SRC
+    itself unless ``force`` (then the atomic save replaces SRC only once the result is whole)."""
+    from .download import is_url
+    stem = osp.splitext(osp.basename(str(src).rstrip('/')))[0] or 'converted'
+    if osp.isdir(dst):
+        raise IsADirectoryError(f'DST {dst!r} is a directory: give the path of the file to '
+                                f'write, e.g. {osp.join(dst, stem + "_converted.pth")!r}')
+    if not force and not is_url(src) and osp.isfile(src) and osp.exists(dst) and \
+            osp.samefile(src, dst):
+        raise FileExistsError(f'DST {dst!r} is SRC: writing it would replace the input '
+                              'checkpoint. Give another DST, or --force to replace SRC (written '
+                              'to a temporary file first, renamed over SRC when complete).')
 
 
 # ------------------------------------------------------------------ strict loading
