@@ -41,7 +41,8 @@ GN_EXAMPLE = r"dict\(type='GN', num_groups=32\)"
     (dict(norm_cfg=dict(type='LN')), ValueError, r"norm_cfg=.*'LN'.*not its channels"),
     (dict(norm_cfg=dict(type='NoSuchNorm')), ValueError,
      r"norm_cfg=.*no norm layer of type 'NoSuchNorm' is registered; use dict\(type='BN'\)"),
-    (dict(norm_cfg='BN'), TypeError, r"norm_cfg must be a dict with a type, e.g. dict\(type='BN'\)"),
+    (dict(norm_cfg='BN'), TypeError,
+     r"norm_cfg must be a dict with a type, e.g. dict\(type='BN'\)"),
 ])
 def test_dsnet_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
@@ -83,6 +84,7 @@ def test_dsfpn_arguments(kwargs, error, match):
 def test_dsfpn_group_norm_with_the_suggested_groups_builds_and_runs():
     neck = dsfpn(norm_cfg=dict(type='GN', num_groups=32),
                  context_norm_cfg=dict(type='GN', num_groups=32)).eval()
-    feats = [torch.randn(1, c, 64 // s, 64 // s) for c, s in zip([64, 128, 320, 512], [4, 8, 16, 32])]
+    feats = [torch.randn(1, c, 64 // s, 64 // s)
+             for c, s in zip([64, 128, 320, 512], [4, 8, 16, 32])]
     with torch.no_grad():
         assert len(neck(feats)) == 5
