@@ -94,6 +94,8 @@ def _plain_pickle_refused(path: str, msg: str):
     return refused or re.findall(r'(\S+) is not allowed', msg)
 
 
+_CHECKPOINT_EXTS = ('.pth', '.pt', '.pth.tar', '.tar', '.pdparams', '.ckpt', '.bin')
+
 # What to do about a missing file depends on what it was for; init weights by default.
 PRETRAINED_ARG_HINT = (
     "This file is named by the config's model.pretrained (mmseg's EncoderDecoder passes it to "
@@ -167,6 +169,12 @@ def read_checkpoint(path, map_location='cpu', missing_hint: Optional[str] = None
     if mmengine_scheme(path):
         return load_with_mmengine(path, map_location)
     path = osp.expanduser(path)
+    if osp.isdir(path):
+        inside = sorted(f for f in os.listdir(path) if f.endswith(_CHECKPOINT_EXTS))
+        raise IsADirectoryError(
+            f'{path!r} is a directory, not a checkpoint file: name the file'
+            + (f' (it holds {_examples(inside)})' if inside else '') + '.'
+            + (f' {missing_hint}' if missing_hint else ''))
     if not osp.isfile(path):
         raise FileNotFoundError(
             f'checkpoint not found: {path!r}. {missing_hint or BACKBONE_WEIGHTS_HINT}')
@@ -221,12 +229,33 @@ def extract_state_dict(ckpt) -> 'OrderedDict[str, torch.Tensor]':
 
 def save_checkpoint_atomic(obj, path: str):
     """``torch.save`` to a temporary file beside ``path``, renamed over it when complete: an
-    interrupted save never leaves a partial ``path``."""
-    import os
+    interrupted or failed save leaves neither a partial ``path`` nor the temporary file."""
+    if osp.isdir(path):
+        raise IsADirectoryError(f'{path!r} is a directory: give the path of the file to write')
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     tmp = f'{path}.tmp.{os.getpid()}'
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def check_conversion_paths(src: str, dst: str, force: bool = False):
+    """What a converter checks before it reads anything: DST must name a file, and never SRC
+    itself unless ``force`` (then the atomic save replaces SRC only once the result is whole)."""
+    from .download import is_url
+    stem = osp.splitext(osp.basename(str(src).rstrip('/')))[0] or 'converted'
+    if osp.isdir(dst):
+        raise IsADirectoryError(f'DST {dst!r} is a directory: give the path of the file to '
+                                f'write, e.g. {osp.join(dst, stem + "_converted.pth")!r}')
+    if not force and not is_url(src) and osp.isfile(src) and osp.exists(dst) and \
+            osp.samefile(src, dst):
+        raise FileExistsError(f'DST {dst!r} is SRC: writing it would replace the input '
+                              'checkpoint. Give another DST, or --force to replace SRC (written '
+                              'to a temporary file first, renamed over SRC when complete).')
 
 
 # ------------------------------------------------------------------ strict loading
@@ -273,7 +302,7 @@ def explain_mismatch(module: torch.nn.Module, state_dict, missing, unexpected, m
                      from_pretrained_arg: bool = False) -> Optional[str]:
     """The likely cause of a checkpoint that does not fit a ``DSNet`` ``module`` (the "Likely
     fix" of ``check_state_dict_fits``), from the keys of the (converted) ``state_dict``."""
-    from ..models.backbones.dsnet_checkpoint import DS_BLOCK_KEY_RE, detect_arch
+    from ..models.backbones.dsnet_checkpoint import DS_BLOCK_KEY_RE, arch_mismatch
     pretrained_arg = PRETRAINED_ARG_HINT if from_pretrained_arg else ''
     heads = {k.split('.')[0] for k in state_dict}
     if heads & {'neck', 'rpn_head', 'roi_head', 'bbox_head', 'decode_head', 'head', 'backbone'}:
@@ -283,16 +312,9 @@ def explain_mismatch(module: torch.nn.Module, state_dict, missing, unexpected, m
         return (f'this is not a DS-Net checkpoint: its keys look like another backbone\'s '
                 f'({_examples(state_dict)}). Use DS-Net weights (converted with '
                 f'tools/model_converters/dsnet_to_mmpretrain.py). {pretrained_arg}').strip()
-    try:
-        ckpt_arch = detect_arch(state_dict)
-    except ValueError:
-        ckpt_arch = None
-    own = [k for k, v in module.arch_zoo.items() if len(k) > 1 and v['depths'] ==
-           module.arch_settings['depths']]
-    if ckpt_arch and ckpt_arch not in own:
-        return (f"the checkpoint is DS-Net-{ckpt_arch} but the model is "
-                f"{own[0] if own else module.arch_settings}: set arch='{ckpt_arch}' or use a "
-                f"DS-Net-{own[0] if own else '?'} checkpoint")
+    wrong_arch = arch_mismatch(state_dict, module)
+    if wrong_arch:
+        return wrong_arch
     if mis_shaped:
         return 'the channel widths differ: the checkpoint comes from another arch dict'
     return None
@@ -334,7 +356,7 @@ def load_checkpoint_strict(module: torch.nn.Module, filename: str, prefix: Optio
         sd = sub
     try:
         module.load_state_dict(sd, strict=True)
-    except RuntimeError:
+    except (RuntimeError, ValueError):   # ValueError: DSNet refused a DS-Net of another arch
         # Say what does not fit, in the names the module converted to (a failed load, so
         # the conversion runs again here only to explain it).
         from ..models.backbones.dsnet_checkpoint import checkpoint_filter_fn

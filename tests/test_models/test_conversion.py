@@ -172,7 +172,8 @@ def test_wrong_variant_is_refused(converted):
     msg = str(e.value)
     assert 'does not fit DSNet' in msg and '/841 tensors match' in msg
     assert 'missing: stages.0.2.' in msg            # small has a 3rd block in stage 1
-    assert "DS-Net-tiny but the model is small: set arch='tiny'" in msg
+    assert ('this checkpoint is DS-Net-T (depths 2, 2, 4, 1); the model is DS-Net-S '
+            "(depths 3, 4, 8, 3): use a DS-Net-T config (backbone arch='tiny'") in msg
 
 
 def test_wrong_prefix_is_refused(converted):

@@ -1,6 +1,6 @@
 """Convert public DS-Net weights into an mmpretrain ``ImageClassifier`` checkpoint.
 
-    python tools/model_converters/dsnet_to_mmpretrain.py SRC DST
+    python tools/model_converters/dsnet_to_mmpretrain.py SRC DST [--force]
 
 SRC: a reference PyTorch checkpoint (DeiT-style dict with ``model`` / ``model_ema`` /
 ``state_dict``, or a flat dict) or a PaddleClas ``DSNet_*_pretrained.pdparams`` (read with a
@@ -14,11 +14,17 @@ as ``{'state_dict', 'meta'}``; it loads with ``strict=True`` into the ImageClass
 
 The result is checked before it is written: the converted weights are loaded strictly into a
 freshly built mmpretrain ImageClassifier.
+DST is written atomically (nothing is left behind on an error) and may be SRC only with
+``--force``.
 """
 import argparse
 import os.path as osp
 import sys
 import time
+
+
+SRC_HINT = ('SRC is a reference DS-Net .pth or a PaddleClas DSNet_*_pretrained.pdparams, as a '
+            'path or an http(s):// URL.')
 
 
 def build_classifier(arch: str, num_classes: int):
@@ -39,7 +45,7 @@ def convert(src: str):
                                                             is_paddle_layout)
     from dsnet_mm.utils import extract_state_dict, read_checkpoint
 
-    raw = extract_state_dict(read_checkpoint(src))
+    raw = extract_state_dict(read_checkpoint(src, missing_hint=SRC_HINT))
     if not raw:
         raise ValueError(f'{src}: no tensors found')
     if any(k.startswith('backbone.') for k in raw):
@@ -81,15 +87,18 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('src', help='reference .pth/.pth.tar or PaddleClas .pdparams (path or URL)')
     parser.add_argument('dst', help='output mmpretrain checkpoint (.pth)')
+    parser.add_argument('--force', action='store_true',
+                        help='allow DST to be SRC (replaced once the result is complete)')
     args = parser.parse_args(argv)
+    from dsnet_mm.utils import check_conversion_paths, save_checkpoint_atomic
     try:
+        check_conversion_paths(args.src, args.dst, args.force)
         state_dict, meta = convert(args.src)
         verify(state_dict, meta)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        save_checkpoint_atomic({'state_dict': state_dict, 'meta': meta}, args.dst)
+    except (OSError, ValueError, RuntimeError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
-    from dsnet_mm.utils import save_checkpoint_atomic
-    save_checkpoint_atomic({'state_dict': state_dict, 'meta': meta}, args.dst)
     n_backbone = sum(k.startswith('backbone.') for k in state_dict)
     print(f'DS-Net-{meta["arch"]} ({meta["source_layout"]}): {n_backbone} backbone tensors'
           + (f' + {meta["num_classes"]}-class head' if meta['num_classes'] else ', no head')

@@ -26,7 +26,7 @@ from mmengine.model.weight_init import PretrainedInit, initialize, trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...utils import DropPath, load_checkpoint_strict
-from .dsnet_checkpoint import checkpoint_filter_fn
+from .dsnet_checkpoint import arch_mismatch, checkpoint_filter_fn
 
 # --------------------------------------------------------------------------------------------
 # Attention
@@ -362,6 +362,68 @@ class PatchEmbed(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------
+# Argument checks shared by the backbone and the DSFPN neck
+# --------------------------------------------------------------------------------------------
+
+_NORM_EXAMPLES = "dict(type='BN'), dict(type='SyncBN') or dict(type='GN', num_groups=32)"
+
+
+def check_rate(value, name: str, default: float):
+    """A dropout-like probability: a number in [0, 1) (1 would divide by zero in DropPath)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+        raise ValueError(f'{name} must be a number in [0, 1) (0 turns it off; the default is '
+                         f'{default}), got {value!r}')
+
+
+def check_norm_cfg(norm_cfg, widths: Sequence[int], name: str = 'norm_cfg'):
+    """A norm config that builds a norm over the channels of maps of every width in ``widths``;
+    mmcv would fail later with a bare assertion (GN without ``num_groups``) or a registry error
+    that names neither the argument nor a fix."""
+    widths = sorted(set(int(w) for w in widths))
+    if not isinstance(norm_cfg, dict) or 'type' not in norm_cfg:
+        raise TypeError(f'{name} must be a dict with a type, e.g. {_NORM_EXAMPLES}; '
+                        f'got {norm_cfg!r}')
+    norm_type = norm_cfg['type']
+    if norm_type in ('GN', nn.GroupNorm):
+        groups = norm_cfg.get('num_groups')
+        if groups is None:
+            raise ValueError(f"{name}={norm_cfg!r}: GroupNorm needs num_groups, which must "
+                             f'divide every width it normalises here ({widths}), e.g. '
+                             "dict(type='GN', num_groups=32)")
+        if isinstance(groups, bool) or not isinstance(groups, numbers.Integral) or groups < 1 \
+                or any(w % groups for w in widths):
+            raise ValueError(f'{name}={norm_cfg!r}: num_groups must be a positive integer that '
+                             f'divides every width it normalises here ({widths}), e.g. '
+                             "dict(type='GN', num_groups=32)")
+    if norm_type in ('LN', nn.LayerNorm):
+        raise ValueError(f"{name}={norm_cfg!r}: 'LN' (nn.LayerNorm) normalises the last dim of a "
+                         f'(B, C, H, W) map, not its channels; use {_NORM_EXAMPLES}')
+    try:
+        build_norm_layer(norm_cfg, widths[0])
+    except KeyError as e:   # mmcv's message names None, not the type it could not find
+        raise ValueError(f'{name}={norm_cfg!r}: no norm layer of type {norm_type!r} is '
+                         f'registered; use {_NORM_EXAMPLES}') from e
+    except (TypeError, ValueError) as e:
+        raise ValueError(f'{name}={norm_cfg!r} does not build a norm layer ({e}); use '
+                         f'{_NORM_EXAMPLES}') from e
+
+
+def check_init_cfg(init_cfg, owner: str, prefix: str = 'backbone.'):
+    """mmengine reads ``init_cfg['checkpoint']`` only when the weights are initialised (a bare
+    ``KeyError: 'checkpoint'``); say at build time that a Pretrained entry needs one."""
+    cfgs = init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg] if init_cfg else []
+    for cfg in cfgs:
+        if not isinstance(cfg, dict) or 'type' not in cfg:
+            raise TypeError(f'{owner} init_cfg entries must be dicts with a type, e.g. '
+                            "dict(type='Pretrained', checkpoint=PATH_OR_URL); got {cfg!r}")
+        if cfg['type'] in ('Pretrained', PretrainedInit) and not cfg.get('checkpoint'):
+            raise ValueError(f'{owner} init_cfg {cfg!r} has no checkpoint: give '
+                             f"dict(type='Pretrained', checkpoint=PATH_OR_URL, prefix={prefix!r}) "
+                             f'(the prefix selects the {prefix[:-1]} of a whole model\'s '
+                             'checkpoint), or init_cfg=None to start from random weights')
+
+
+# --------------------------------------------------------------------------------------------
 # The backbone
 # --------------------------------------------------------------------------------------------
 
@@ -462,6 +524,7 @@ class DSNet(BaseModule):
             # mmseg's EncoderDecoder(pretrained=...) lands here: take a bare backbone file or
             # the backbone of a classifier checkpoint, whichever the file is.
             init_cfg = dict(type='Pretrained', checkpoint=pretrained, prefix='auto')
+        check_init_cfg(init_cfg, 'DSNet')
         super().__init__(init_cfg=init_cfg)
         # errors about these weights must point at model.pretrained, not at init_cfg
         self._weights_from_pretrained_arg = pretrained is not None
@@ -482,6 +545,10 @@ class DSNet(BaseModule):
         self.final_norm = final_norm
         if drop_path_schedule not in ('linear', 'per_stage'):
             raise ValueError(f"drop_path_schedule must be 'linear' or 'per_stage', got {drop_path_schedule!r}")
+        check_rate(drop_path_rate, 'drop_path_rate', 0.1)
+        check_rate(attn_drop_rate, 'attn_drop_rate', 0.1)
+        # every norm on maps: a block's width and its streams' half width
+        check_norm_cfg(norm_cfg, [*channels, *(c // 2 for c in channels)])
 
         total = sum(depths)
         rates = torch.linspace(0, drop_path_rate, total).tolist()
@@ -525,6 +592,16 @@ class DSNet(BaseModule):
         for key in required:
             if len(arch[key]) != self.num_stages:
                 raise ValueError(f'arch[{key!r}] must have {self.num_stages} values, got {arch[key]}')
+        for key in ('channels', 'depths', 'num_heads'):
+            if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1
+                   for v in arch[key]):
+                raise ValueError(f'arch[{key!r}] must be 4 positive integers, got {arch[key]}')
+        mlp_ratio = arch.get('mlp_ratio', 4.)
+        if isinstance(mlp_ratio, bool) or not isinstance(mlp_ratio, numbers.Real) or \
+                int(min(arch['channels']) * mlp_ratio) < 1:
+            raise ValueError(f"arch['mlp_ratio'] must be a positive number (the ConvFFN's hidden "
+                             f'width / stage width, at least 1 channel: DS-Net uses 4.), got '
+                             f'{mlp_ratio!r}')
         for c, h in zip(arch['channels'], arch['num_heads']):
             if c % 2 or (c // 2) % h:
                 raise ValueError(f'stage width {c} must be even and its half divisible by its '
@@ -675,6 +752,13 @@ class DSNet(BaseModule):
         own = [k for k in state_dict if k.startswith(prefix)]
         sub = OrderedDict((k[len(prefix):], state_dict[k]) for k in own)
         converted = checkpoint_filter_fn(sub, self)
+        # mmengine's load_checkpoint (runner load_from, init_detector, mmpretrain's get_model)
+        # loads with strict=False and only warns: a DS-Net of another depth or width would run
+        # on half-random weights.
+        wrong_arch = arch_mismatch(converted, self)
+        if wrong_arch:
+            where = f" (the keys under {prefix!r})" if prefix else ''
+            raise ValueError(f'cannot load these DS-Net weights{where}: {wrong_arch}')
         if converted is not sub:
             for k in own:
                 del state_dict[k]

@@ -129,12 +129,65 @@ def block_depths(backbone_state_dict):
     return depths
 
 
-def detect_arch(backbone_state_dict) -> str:
-    """Name the preset whose depths match the blocks in a (converted) backbone state dict."""
+def stage_widths(backbone_state_dict):
+    """Width of each stage of a (converted) backbone state dict, from its patch embeddings
+    (None for a stage whose embedding the dict does not hold)."""
+    widths = [None] * 4
+    for i in range(4):
+        w = backbone_state_dict.get(f'patch_embeds.{i}.proj.weight')
+        if w is not None:
+            widths[i] = int(w.shape[0])
+    return widths
+
+
+def _preset(depths, widths=None) -> Optional[str]:
     from .dsnet import DSNet   # the presets; the model module imports this one
-    depths = block_depths(backbone_state_dict)
     for name in ('tiny', 'small', 'base'):
-        if DSNet.arch_zoo[name]['depths'] == depths:
+        preset = DSNet.arch_zoo[name]
+        if preset['depths'] == list(depths) and all(
+                w is None or w == c for w, c in zip(widths or [], preset['channels'])):
             return name
-    raise ValueError(f'the checkpoint has DS-Net depths {depths}, which match no preset '
-                     '(tiny [2, 2, 4, 1], small [3, 4, 8, 3], base [3, 4, 28, 3])')
+    return None
+
+
+def detect_arch(backbone_state_dict) -> str:
+    """Name the preset whose depths (and widths) match a (converted) backbone state dict."""
+    depths = block_depths(backbone_state_dict)
+    name = _preset(depths, stage_widths(backbone_state_dict))
+    if name is None:
+        raise ValueError(f'the checkpoint has DS-Net depths {depths}, which match no preset '
+                         '(tiny [2, 2, 4, 1], small [3, 4, 8, 3], base [3, 4, 28, 3])')
+    return name
+
+
+def describe_arch(depths, widths) -> str:
+    """'DS-Net-T (depths 2, 2, 4, 1)', or the widths too when they are not a preset's."""
+    name = _preset(depths, widths)
+    numbers = f'depths {", ".join(map(str, depths))}'
+    if name is None:
+        numbers = f'channels {", ".join(str(w) for w in widths)}; ' + numbers
+        return f'a custom DS-Net ({numbers})'
+    return f'DS-Net-{name[0].upper()} ({numbers})'
+
+
+def arch_mismatch(backbone_state_dict, model) -> Optional[str]:
+    """Why a (converted) DS-Net backbone state dict is of another arch than ``model`` (a
+    ``DSNet``), or None when it is not: every stage it has blocks of must have the model's
+    depth, and every stage it has the patch embedding of, the model's width. A dict with no
+    DS-Block (another backbone, a partial dict without blocks) is not judged here."""
+    if not any(DS_BLOCK_KEY_RE.match(k) for k in backbone_state_dict):
+        return None
+    depths, widths = block_depths(backbone_state_dict), stage_widths(backbone_state_dict)
+    own_depths, own_widths = model.arch_settings['depths'], model.arch_settings['channels']
+    if all(d in (0, o) for d, o in zip(depths, own_depths)) and \
+            all(w in (None, o) for w, o in zip(widths, own_widths)):
+        return None
+    widths = [o if w is None else w for w, o in zip(widths, own_widths)]
+    ckpt, own = describe_arch(depths, widths), describe_arch(own_depths, own_widths)
+    name, own_name = _preset(depths, widths), _preset(own_depths, own_widths)
+    fix = (f"use a DS-Net-{name[0].upper()} config (backbone arch='{name}', e.g. "
+           f'configs/**/*dsnet_{name[0]}_*.py)' if name else 'build the model with the arch of the '
+           'checkpoint')
+    other = (f'a DS-Net-{own_name[0].upper()} checkpoint' if own_name else
+             "a checkpoint of the model's arch")
+    return f'this checkpoint is {ckpt}; the model is {own}: {fix}, or load {other}'

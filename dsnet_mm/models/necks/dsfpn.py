@@ -20,7 +20,8 @@ from mmcv.cnn import build_norm_layer
 from mmdet.models.necks import FPN
 from mmengine.model.weight_init import trunc_normal_
 
-from ..backbones.dsnet import DualStreamMixer, StreamSplit, set_fused_attn
+from ..backbones.dsnet import (DualStreamMixer, StreamSplit, check_init_cfg, check_norm_cfg,
+                               check_rate, set_fused_attn)
 
 STRIDES_OF_4 = (4, 8, 16, 32)   # a 4-level backbone pyramid (ResNet, Swin, PVT, DSNet)
 
@@ -163,6 +164,11 @@ class DSFPN(FPN):
         in_strides, global_strides = _check_arguments(in_channels, out_channels, num_outs,
                                                       start_level, end_level, add_extra_convs,
                                                       in_strides, global_strides, num_heads)
+        if norm_cfg is not None:   # FPN's, on the lateral and output convs
+            check_norm_cfg(norm_cfg, [out_channels], 'norm_cfg')
+        check_norm_cfg(context_norm_cfg, [out_channels, out_channels // 2], 'context_norm_cfg')
+        check_rate(attn_drop_rate, 'attn_drop_rate', 0.)
+        check_init_cfg(init_cfg, 'DSFPN', prefix='neck.')
         super().__init__(list(in_channels), out_channels, num_outs, start_level, end_level,
                          add_extra_convs, relu_before_extra_convs, no_norm_on_lateral, conv_cfg,
                          norm_cfg, act_cfg, upsample_cfg, init_cfg)
