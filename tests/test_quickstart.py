@@ -1,7 +1,7 @@
 """The quick start's pieces: the embedded shapes dataset generator, tools/benchmark_coco.py's
 table and the pictures of a finished run.
 
-(The quick start itself, tools/quickstart.sh, trains for ~15 min and runs in CI before the tests;
+(The quick start itself, tools/quickstart.sh, trains for ~12 min and runs in CI before the tests;
 these check its parts on tiny inputs.)
 """
 import json
@@ -14,7 +14,8 @@ import torch
 import benchmark_coco
 import dsnet_mm  # noqa: F401
 import make_shapes_coco
-from helpers import ROOT, make_tiny_shapes, mmdet_tool, run, subprocess_env, write_tiny_config
+from helpers import (QUICKSTART_CONFIG, ROOT, make_tiny_shapes, mmdet_tool, run, subprocess_env,
+                     write_tiny_config)
 
 
 def test_shapes_dataset_is_deterministic_valid_coco(tmp_path):
@@ -46,6 +47,29 @@ def test_shapes_dataset_is_deterministic_valid_coco(tmp_path):
     assert 'images' in make_shapes_coco.check(a, 7, 3, 64)
     assert make_shapes_coco.main(['--out', a, '--num-train', '6', '--num-val', '3', '--size',
                                   '64', '--check']) == 0
+
+
+def test_quickstart_config_fits_the_default_dataset():
+    """The quick-start config trains and tests at the image size make_shapes_coco.py writes by
+    default, on the folder tools/quickstart.sh writes, with one FPN level per anchor stride and
+    per RoI-extractor stride."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(QUICKSTART_CONFIG)
+    size = make_shapes_coco.SIZE
+    for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
+        assert [tuple(t['scale']) for t in loader.dataset.pipeline if t['type'] == 'Resize'] == \
+            [(size, size)]
+        assert loader.dataset.data_root == 'data/shapes/'
+    assert cfg.val_evaluator.ann_file == 'data/shapes/annotations/instances_val.json'
+    assert 'make_shapes_coco.py --out data/shapes' in open(osp.join(ROOT, 'tools',
+                                                                    'quickstart.sh')).read()
+    assert size % cfg.model.data_preprocessor.pad_size_divisor == 0
+    m = cfg.model
+    strides = list(m.rpn_head.anchor_generator.strides)
+    assert strides == [4, 8, 16, 32][:len(strides)]   # DSNet's stage strides, from P2 up
+    assert m.neck.num_outs == len(strides)
+    assert list(m.roi_head.bbox_roi_extractor.featmap_strides) == strides
+    assert list(m.roi_head.mask_roi_extractor.featmap_strides) == strides
 
 
 @pytest.fixture(scope='module')
