@@ -33,9 +33,8 @@ CLASSES = ('circle', 'triangle', 'rectangle')
 VERSION = 1            # bump when the drawing changes: --check then regenerates
 TRAIN_SEED = 1000      # image i of train uses seed TRAIN_SEED + i; val uses VAL_SEED + i
 VAL_SEED = 900000      # (train never reaches it: at most 899000 training images)
-# The defaults are what configs/embedded/*shapes*.py train on: 96 px keeps the quick start's
-# backbone cheap on a CPU while the smallest objects (13 px) still span 3 stride-4 cells.
-NUM_TRAIN, NUM_VAL, SIZE = 600, 100, 96
+# The defaults are what configs/embedded/*shapes*.py train on (tests/test_quickstart.py checks).
+NUM_TRAIN, NUM_VAL, SIZE = 600, 100, 128
 
 
 def _background(rng, size):
@@ -103,7 +102,7 @@ def _low_res(mask_hi, size):
 
 def make_image(seed, size=SIZE, max_objs=4):
     """One image (H x W x 3 uint8, BGR) and its objects: list of (class, visible mask at
-    ``SUPER`` x resolution). Object sizes scale with the image: 13.5-42 px at 96 px."""
+    ``SUPER`` x resolution). Object sizes scale with the image: 18-56 px at 128 px."""
     rng = np.random.default_rng(seed)
     min_obj, max_obj = 18 * size / 128, 56 * size / 128
     img = _background(rng, size)
