@@ -57,12 +57,12 @@ def run_converter(script, *args):
                timeout=300)
 
 
-def converter_module(script='dsnet_to_mmpretrain.py'):
-    """One of tools/model_converters/ as a module, for tests that call its functions: the tools
-    are scripts, not on ``sys.path``."""
+def tool_module(script):
+    """A script under tools/ (e.g. ``'model_converters/dsnet_to_mmpretrain.py'``) as a module, for
+    tests that call its functions: the tools are scripts, not on ``sys.path``."""
     import importlib.util
-    path = osp.join(ROOT, 'tools', 'model_converters', script)
-    spec = importlib.util.spec_from_file_location(script[:-3], path)
+    path = osp.join(ROOT, 'tools', script)
+    spec = importlib.util.spec_from_file_location(osp.basename(script)[:-3], path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from dsnet_mm.models import DSNet
-from helpers import converter_module, run_converter, write_source
+from helpers import run_converter, tool_module, write_source
 from reference_dsnet import ReferenceDSNet, paddle_state_dict
 
 
@@ -20,7 +20,7 @@ def image():
 
 
 def build_classifier(arch='tiny'):
-    return converter_module().build_classifier(arch, 1000)
+    return tool_module('model_converters/dsnet_to_mmpretrain.py').build_classifier(arch, 1000)
 
 
 @pytest.mark.parametrize('layout', ['deit', 'paddle', 'state_dict', 'flat', 'ema_only'])

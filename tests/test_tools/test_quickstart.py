@@ -12,8 +12,8 @@ import pytest
 import torch
 
 import dsnet_mm  # noqa: F401
-from helpers import (ROOT, make_shapes, make_tiny_shapes, mmdet_tool, run, subprocess_env,
-                     write_tiny_config)
+from helpers import (QUICKSTART_CONFIG, ROOT, make_shapes, make_tiny_shapes, mmdet_tool, run,
+                     subprocess_env, tool_module, write_tiny_config)
 
 BENCHMARK = osp.join(ROOT, 'tools', 'benchmark_coco.py')
 
@@ -49,6 +49,29 @@ def test_shapes_dataset_is_deterministic_valid_coco(tmp_path):
     assert p.returncode == 1 and 'has 6 images, 7 wanted' in p.stdout, p.output
     p = make_shapes(a, 6, 3, 64)   # complete: kept, not written again
     assert p.returncode == 0 and 'is complete' in p.stdout and 'writing' not in p.stdout, p.output
+
+
+def test_quickstart_config_fits_the_default_dataset():
+    """The quick-start config trains and tests at the image size make_shapes_coco.py writes by
+    default, on the folder tools/quickstart.sh writes, with one FPN level per anchor stride; the RoI
+    extractors read the lowest of those levels."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(QUICKSTART_CONFIG)
+    size = tool_module('dataset_converters/make_shapes_coco.py').SIZE
+    for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
+        assert [tuple(t['scale']) for t in loader.dataset.pipeline if t['type'] == 'Resize'] == \
+            [(size, size)]
+        assert loader.dataset.data_root == 'data/shapes/'
+    assert cfg.val_evaluator.ann_file == 'data/shapes/annotations/instances_val.json'
+    assert 'make_shapes_coco.py --out data/shapes' in open(osp.join(ROOT, 'tools',
+                                                                    'quickstart.sh')).read()
+    assert size % cfg.model.data_preprocessor.pad_size_divisor == 0
+    m = cfg.model
+    strides = list(m.rpn_head.anchor_generator.strides)
+    assert strides == [4 * 2**i for i in range(len(strides))]   # from P2 (DSNet's stride 4) up
+    assert m.neck.num_outs == len(strides)
+    for extractor in (m.roi_head.bbox_roi_extractor, m.roi_head.mask_roi_extractor):
+        assert list(extractor.featmap_strides) == strides[:len(extractor.featmap_strides)]
 
 
 @pytest.fixture(scope='module')

@@ -16,7 +16,7 @@ import torch
 
 from dsnet_mm.models import DSNet
 from dsnet_mm.utils.download import CheckpointDownloadError, cached_path
-from helpers import converter_module, run_converter, write_source
+from helpers import run_converter, tool_module, write_source
 
 SERVER_LIFETIME_S = 300   # the watchdog stops a server a test forgot
 
@@ -110,9 +110,14 @@ def cache_files(torch_home):
     return sorted(os.listdir(d)) if d.exists() else []
 
 
+def convert(src):
+    """The converter's own conversion (tools/model_converters/dsnet_to_mmpretrain.py)."""
+    return tool_module('model_converters/dsnet_to_mmpretrain.py').convert(src)
+
+
 def write_mmpretrain(reference, path, tmp_path):
     """An mmpretrain classifier checkpoint, made by the converter's own code."""
-    state_dict, meta = converter_module().convert(str(write_source(reference, 'deit', tmp_path / 'ref_src.pth')))
+    state_dict, meta = convert(str(write_source(reference, 'deit', tmp_path / 'ref_src.pth')))
     torch.save({'state_dict': state_dict, 'meta': meta}, path)
     return path
 
@@ -214,7 +219,7 @@ def test_converter_src_takes_a_url(reference, server, torch_home, tmp_path):
     assert out.returncode == 0, out.stderr
     assert 'DS-Net-tiny (paddleclas)' in out.stdout
     assert cache_files(torch_home) == [name]
-    assert_same(torch.load(dst)['state_dict'], converter_module().convert(str(server.root / name))[0])
+    assert_same(torch.load(dst)['state_dict'], convert(str(server.root / name))[0])
 
 
 def test_open_mmlab_scheme_is_left_to_mmengine(reference, server, torch_home, tmp_path,

@@ -33,6 +33,8 @@ CLASSES = ('circle', 'triangle', 'rectangle')
 VERSION = 1            # bump when the drawing changes: --check then regenerates
 TRAIN_SEED = 1000      # image i of train uses seed TRAIN_SEED + i; val uses VAL_SEED + i
 VAL_SEED = 900000      # (train never reaches it: at most 899000 training images)
+# The defaults are what configs/embedded/*shapes*.py train on (tests/test_quickstart.py checks).
+NUM_TRAIN, NUM_VAL, SIZE = 600, 100, 128
 
 
 def _background(rng, size):
@@ -98,7 +100,7 @@ def _low_res(mask_hi, size):
             >= 0.5)
 
 
-def make_image(seed, size=128, max_objs=4):
+def make_image(seed, size=SIZE, max_objs=4):
     """One image (H x W x 3 uint8, BGR) and its objects: list of (class, visible mask at
     ``SUPER`` x resolution). Object sizes scale with the image: 18-56 px at 128 px."""
     rng = np.random.default_rng(seed)
@@ -203,9 +205,9 @@ def check(out, num_train=None, num_val=None, size=None):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--out', default='data/shapes')
-    p.add_argument('--num-train', type=int, default=600)
-    p.add_argument('--num-val', type=int, default=100)
-    p.add_argument('--size', type=int, default=128, help='image side in pixels')
+    p.add_argument('--num-train', type=int, default=NUM_TRAIN)
+    p.add_argument('--num-val', type=int, default=NUM_VAL)
+    p.add_argument('--size', type=int, default=SIZE, help='image side in pixels')
     p.add_argument('--check', action='store_true',
                    help='only check that --out holds a complete dataset of these sizes')
     p.add_argument('--force', action='store_true', help='rewrite even if a valid dataset exists')

@@ -7,7 +7,7 @@ import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from dsnet_mm.models import DSNet
-from helpers import convert_dsnet_reference, converter_module
+from helpers import convert_dsnet_reference, tool_module
 from reference_dsnet import ReferenceDSNet, randomize_
 
 # Parameters with the 1000-class head (docs/model_zoo.md), and state-dict key totals of the
@@ -436,7 +436,7 @@ def test_every_loading_path_converts_through_checkpoint_filter_fn(tmp_path, monk
     load_checkpoint(model, str(tmp_path / 'ref_state_dict.pth'), strict=True)
     assert loaded(model) and calls == ['DSNet']
     calls.clear()
-    state_dict, meta = converter_module().convert(str(path))
+    state_dict, meta = tool_module('model_converters/dsnet_to_mmpretrain.py').convert(str(path))
     assert calls == ['NoneType'] and meta['num_classes'] == 1000
     torch.testing.assert_close(
         state_dict['backbone.stages.2.3.mixer.inter.global_proj.weight'], want)
