@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The README's first command: set up (or reuse) .venv, then run the main job on the embedded
-# dataset. See README "Quick start" and docs/main_job.md.
+# The README's first command: set up (or reuse) .venv, then run the quick start on the embedded
+# dataset. See README "Quick start" and docs/quickstart.md.
 #
 #   1. tools/setup_env.sh                      pinned stack in .venv (idempotent)
 #   2. make_shapes_coco.py                     data/shapes/ (skipped when present and valid)
@@ -8,7 +8,7 @@
 #                                              (resumes an interrupted run; skipped when finished)
 #   4. tools/benchmark_coco.py                 mmdet test loop + CocoMetric (pycocotools) on the
 #                                              held-out val split, params, FLOPs, images/s
-#   5. main_job_pictures.py                    mim test --show-dir (mmdet's DetLocalVisualizer):
+#   5. quickstart_pictures.py                  mim test --show-dir (mmdet's DetLocalVisualizer):
 #                                              predictions next to ground truth on held-out
 #                                              images; mim run mmdet analyze_logs plot_curve:
 #                                              losses and val mAP over the epochs (PNGs)
