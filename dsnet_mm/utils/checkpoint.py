@@ -74,9 +74,9 @@ def _is_torch_file(path: str) -> bool:
     return head.startswith((b'PK\x03\x04', _TORCH_LEGACY_MAGIC)) or zipfile.is_zipfile(path)
 
 
-def _plain_pickle_refused(path: str, msg: str):
-    """The globals of plain pickle ``path`` the numpy-only unpickler refuses, listed without
-    executing anything; [] when the bytes are not a complete pickle (corrupt, not unsafe)."""
+def _pickle_globals(path: str):
+    """The ``(module, name)`` globals plain pickle ``path`` names, read opcode by opcode without
+    executing anything; None when the bytes are not a complete pickle (corrupt, not unsafe)."""
     names, strings = [], []
     try:
         with open(path, 'rb') as f:
@@ -88,9 +88,17 @@ def _plain_pickle_refused(path: str, msg: str):
                 elif op.name == 'STACK_GLOBAL' and len(strings) >= 2:
                     names.append((strings[-2], strings[-1]))
     except Exception:   # random bytes, or a pickle cut short
+        return None
+    return list(dict.fromkeys(names))
+
+
+def _plain_pickle_refused(path: str, msg: str):
+    """The globals of plain pickle ``path`` the numpy-only unpickler refuses; [] when the bytes
+    are not a complete pickle (corrupt, not unsafe)."""
+    names = _pickle_globals(path)
+    if names is None:
         return []
-    refused = [f'{m}.{n}' for m, n in dict.fromkeys(names)
-               if not _NumpyOnlyUnpickler.allows(m, n)]
+    refused = [f'{m}.{n}' for m, n in names if not _NumpyOnlyUnpickler.allows(m, n)]
     return refused or re.findall(r'(\S+) is not allowed', msg)
 
 
@@ -126,21 +134,9 @@ def _refused_globals(path: str, msg: str):
     if found or zipfile.is_zipfile(path):
         return found
     # A plain (non-zip) pickle: torch's legacy reader stops at the first opcode it does not
-    # support (e.g. protocol 4's FRAME) before it reaches the globals; list them without
-    # executing anything.
-    names, strings = [], []
-    try:
-        with open(path, 'rb') as f:
-            for op, arg, _ in pickletools.genops(f):
-                if op.name in ('SHORT_BINUNICODE', 'BINUNICODE', 'UNICODE'):
-                    strings.append(arg)
-                elif op.name == 'GLOBAL':
-                    names.append(arg.replace(' ', '.'))
-                elif op.name == 'STACK_GLOBAL' and len(strings) >= 2:
-                    names.append(f'{strings[-2]}.{strings[-1]}')
-    except Exception:   # not a pickle (or a truncated one): corrupt, not unsafe
-        return []
-    return [n for n in dict.fromkeys(names) if not n.startswith(('torch.', 'collections.'))]
+    # support (e.g. protocol 4's FRAME) before it reaches the globals.
+    names = _pickle_globals(path) or []
+    return [f'{m}.{n}' for m, n in names if m.split('.')[0] not in ('torch', 'collections')]
 
 
 def _torch_complaint(msg: str) -> str:
