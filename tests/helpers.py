@@ -247,3 +247,42 @@ def convert_dsnet_reference(state_dict):
         else:
             backbone[key] = value
     return backbone, head
+
+
+class LoopbackServer:
+    """An HTTP server on 127.0.0.1 with an ephemeral port, for download tests: serves ``handler``
+    in a thread, records ``(method, path)`` in ``httpd.requests``, and stops itself after
+    ``lifetime_s`` if a test forgets to (``stop()`` also releases handlers that wait on
+    ``httpd.release``). Extra attributes for the handler go in ``**state``."""
+
+    def __init__(self, handler, lifetime_s=120, **state):
+        import http.server
+        import threading
+        self.httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+        self.httpd.daemon_threads = True
+        self.httpd.requests = []
+        self.httpd.release = threading.Event()
+        for k, v in state.items():
+            setattr(self.httpd, k, v)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.watchdog = threading.Timer(lifetime_s, self.stop)
+        self.watchdog.daemon = True
+        self.watchdog.start()
+        self.stopped = False
+
+    def url(self, path):
+        return f'http://127.0.0.1:{self.httpd.server_port}/{path.lstrip("/")}'
+
+    @property
+    def gets(self):
+        return [p for m, p in self.httpd.requests if m == 'GET']
+
+    def stop(self):
+        if not self.stopped:
+            self.stopped = True
+            self.httpd.release.set()
+            self.watchdog.cancel()
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.thread.join(10)

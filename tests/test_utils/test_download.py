@@ -8,7 +8,6 @@ import json
 import os
 import os.path as osp
 import socket
-import threading
 import time
 
 import pytest
@@ -16,7 +15,7 @@ import torch
 
 from dsnet_mm.models import DSNet
 from dsnet_mm.utils.download import CheckpointDownloadError, cached_path
-from helpers import run_converter, tool_module, write_source
+from helpers import LoopbackServer, run_converter, tool_module, write_source
 
 SERVER_LIFETIME_S = 300   # the watchdog stops a server a test forgot
 
@@ -57,36 +56,13 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-class Server:
+class Server(LoopbackServer):
+    """Serves folder ``root``; ``cut_short`` as described in ``_Handler``."""
 
     def __init__(self, root):
-        self.root = root
         handler = lambda *a, **k: _Handler(*a, directory=str(root), **k)  # noqa: E731
-        self.httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
-        self.httpd.daemon_threads = True
-        self.httpd.requests = []
-        self.httpd.cut_short = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-        self.watchdog = threading.Timer(SERVER_LIFETIME_S, self.stop)
-        self.watchdog.daemon = True
-        self.watchdog.start()
-        self.stopped = False
-
-    def url(self, name):
-        return f'http://127.0.0.1:{self.httpd.server_port}/{name}'
-
-    @property
-    def gets(self):
-        return [p for m, p in self.httpd.requests if m == 'GET']
-
-    def stop(self):
-        if not self.stopped:
-            self.stopped = True
-            self.watchdog.cancel()
-            self.httpd.shutdown()
-            self.httpd.server_close()
-            self.thread.join(10)
+        super().__init__(handler, SERVER_LIFETIME_S, cut_short=True)
+        self.root = root
 
 
 @pytest.fixture

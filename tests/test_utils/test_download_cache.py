@@ -12,7 +12,6 @@ import pickle
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
@@ -21,7 +20,7 @@ import torch
 
 from dsnet_mm.utils import read_checkpoint
 from dsnet_mm.utils.download import CheckpointDownloadError, cached_path
-from helpers import subprocess_env
+from helpers import LoopbackServer, subprocess_env
 
 SERVER_LIFETIME_S = 120   # the watchdog stops a server a test forgot
 NAME = 'DSNet_tiny_pretrained.pdparams'
@@ -65,36 +64,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-class Server:
+class Server(LoopbackServer):
 
     def __init__(self):
-        self.httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), _Handler)
-        self.httpd.daemon_threads = True
-        self.httpd.requests, self.httpd.routes = [], {}
-        self.httpd.release = threading.Event()
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-        self.watchdog = threading.Timer(SERVER_LIFETIME_S, self.stop)
-        self.watchdog.daemon = True
-        self.watchdog.start()
-        self.stopped = False
+        super().__init__(_Handler, SERVER_LIFETIME_S, routes={})
 
     def route(self, path, body, **how):
         self.httpd.routes[path] = dict(body=body, **how)
-        return f'http://127.0.0.1:{self.httpd.server_port}{path}'
-
-    @property
-    def gets(self):
-        return [p for m, p in self.httpd.requests if m == 'GET']
-
-    def stop(self):
-        if not self.stopped:
-            self.stopped = True
-            self.httpd.release.set()
-            self.watchdog.cancel()
-            self.httpd.shutdown()
-            self.httpd.server_close()
-            self.thread.join(10)
+        return self.url(path)
 
 
 @pytest.fixture
