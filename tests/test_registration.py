@@ -32,7 +32,7 @@ from dsnet_mm.registry import registered_scopes
 assert registered_scopes() == {'mmdet': ['DSNet', 'DSFPN'], 'mmseg': ['DSNet', 'DSFPN'],
                                'mmpretrain': ['DSNet']}, registered_scopes()
 assert dict(MODULE2PACKAGE) == table, 'the config scope table changed'
-from dsnet_mm.utils.checkpoint import mmengine_checkpoint_globals
+from dsnet_mm.utils.safe_load import mmengine_checkpoint_globals
 allowed = {id(g[0] if isinstance(g, tuple) else g) for g in torch.serialization.get_safe_globals()}
 ours = [g for g in mmengine_checkpoint_globals()
         if id(g[0] if isinstance(g, tuple) else g) in allowed]

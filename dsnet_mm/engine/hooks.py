@@ -59,7 +59,7 @@ from mmengine.registry import HOOKS
 from mmengine.runner import BaseLoop
 from mmengine.runner.checkpoint import find_latest_checkpoint
 
-from ..utils.checkpoint import allow_mmengine_checkpoints, read_checkpoint
+from ..utils import allow_mmengine_checkpoints, read_checkpoint
 
 
 def _fsync(path):

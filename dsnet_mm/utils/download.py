@@ -10,7 +10,7 @@ the cache only when it is whole and is a checkpoint:
   takes no timeout, and does not say what the GET announced; a HEAD request is no substitute:
   servers refuse it or answer ``Content-Length: 0``);
 * it is read back with the safe reader of local files
-  (:func:`dsnet_mm.utils.checkpoint.read_checkpoint_file`), so a proxy's error page served with
+  (:func:`dsnet_mm.utils.safe_load.read_checkpoint_file`), so a proxy's error page served with
   status 200 is refused;
 * only then is it renamed into place, and ``<hub dir>/checkpoint_urls/<name>.url`` records
   the URL it came from.
@@ -37,6 +37,8 @@ import uuid
 from urllib.parse import urlparse
 
 import torch
+
+from .safe_load import UnsafeCheckpointError, read_checkpoint_file
 
 URL_PREFIXES = ('http://', 'https://')
 _CHUNK = 1 << 20
@@ -233,7 +235,6 @@ def _fetch(url: str, dst: str, progress: bool, timeout: float):
 
 def _download(url: str, dst: str, progress, timeout, map_location):
     """Download ``url`` to ``dst`` through a checked temporary file; -> the checkpoint read."""
-    from .checkpoint import UnsafeCheckpointError, read_checkpoint_file
     if progress is None:
         progress = int(os.environ.get('LOCAL_RANK', 0)) == 0
     _writable_cache(osp.dirname(dst), url)
@@ -271,7 +272,6 @@ def _download(url: str, dst: str, progress, timeout, map_location):
 
 def _cached_or_downloaded(url, map_location, progress, timeout, set_aside=True):
     """-> (cache path, checkpoint): the cached file if it reads, else downloaded now."""
-    from .checkpoint import UnsafeCheckpointError, read_checkpoint_file
     dst = cached_path(url)
     _remove_stale_partials(osp.dirname(dst))
     if osp.isfile(dst):

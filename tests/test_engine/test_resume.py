@@ -173,7 +173,7 @@ def _pickle_globals(path):
 
 
 def test_allow_list_is_exactly_what_runner_checkpoints_need(killed_run):
-    from dsnet_mm.utils.checkpoint import mmengine_checkpoint_globals
+    from dsnet_mm.utils.safe_load import mmengine_checkpoint_globals
     _, wd, k = killed_run
     path = osp.join(wd, f'epoch_{k}.pth')
     allowed = {tuple(g[1].rsplit('.', 1)) if isinstance(g, tuple) else

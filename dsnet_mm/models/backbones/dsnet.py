@@ -25,8 +25,8 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import PretrainedInit, initialize, trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ...utils import DropPath, load_checkpoint_strict
-from .dsnet_checkpoint import arch_mismatch, checkpoint_filter_fn
+from ...utils import DropPath
+from .dsnet_checkpoint import arch_mismatch, checkpoint_filter_fn, load_checkpoint_strict
 
 # --------------------------------------------------------------------------------------------
 # Attention

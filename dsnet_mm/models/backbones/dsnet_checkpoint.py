@@ -7,13 +7,22 @@ maps both to ours; it is the one conversion: ``DSNet`` applies it when a state d
 it (``load_state_dict``, mmengine's ``load_checkpoint``, ``init_cfg`` Pretrained), and
 tools/model_converters/dsnet_to_mmpretrain.py writes its result to a file.
 ``to_reference`` is its inverse (tools/model_converters/mmpretrain_to_dsnet.py).
+
+``load_checkpoint_strict`` is how ``DSNet`` takes ``init_cfg`` weights: all tensors or an error.
+mmengine's ``PretrainedInit`` loads with ``strict=False`` and only logs mismatches, so a wrong
+prefix or variant would silently train from random weights; this says how many tensors matched,
+shows some missing / unexpected / mis-shaped names and the likely fix (``explain_mismatch``).
 """
 import re
 from collections import OrderedDict
+from functools import partial
 from typing import Dict, Optional
 
 import torch
 import torch.nn as nn
+
+from ...utils.checkpoint import (PRETRAINED_ARG_HINT, check_state_dict_fits, extract_state_dict,
+                                 key_prefixes, name_examples, read_checkpoint)
 
 _REF_BLOCK_RE = re.compile(r'^blocks([1-4])\.(\d+)\.(.+)$')
 _REF_PATCH_EMBED_RE = re.compile(r'^patch_embed[1-4]\.proj\.')
@@ -191,3 +200,78 @@ def arch_mismatch(backbone_state_dict, model) -> Optional[str]:
     other = (f'a DS-Net-{own_name[0].upper()} checkpoint' if own_name else
              "a checkpoint of the model's arch")
     return f'this checkpoint is {ckpt}; the model is {own}: {fix}, or load {other}'
+
+
+# ------------------------------------------------------------------ strict loading
+
+
+def explain_mismatch(module: torch.nn.Module, state_dict, missing, unexpected, mis_shaped,
+                     from_pretrained_arg: bool = False) -> Optional[str]:
+    """The likely cause of a checkpoint that does not fit a ``DSNet`` ``module`` (the "Likely
+    fix" of ``check_state_dict_fits``), from the keys of the (converted) ``state_dict``."""
+    pretrained_arg = PRETRAINED_ARG_HINT if from_pretrained_arg else ''
+    heads = {k.split('.')[0] for k in state_dict}
+    if heads & {'neck', 'rpn_head', 'roi_head', 'bbox_head', 'decode_head', 'head', 'backbone'}:
+        return ("the keys are a whole model's (neck/head/backbone); select the backbone with "
+                "init_cfg prefix='backbone.'")
+    if not any(DS_BLOCK_KEY_RE.match(k) for k in state_dict):
+        return (f'this is not a DS-Net checkpoint: its keys look like another backbone\'s '
+                f'({name_examples(state_dict)}). Use DS-Net weights (converted with '
+                f'tools/model_converters/dsnet_to_mmpretrain.py). {pretrained_arg}').strip()
+    wrong_arch = arch_mismatch(state_dict, module)
+    if wrong_arch:
+        return wrong_arch
+    if mis_shaped:
+        return 'the channel widths differ: the checkpoint comes from another arch dict'
+    return None
+
+
+def load_checkpoint_strict(module: torch.nn.Module, filename: str, prefix: Optional[str] = None,
+                           map_location='cpu', logger=None,
+                           from_pretrained_arg: bool = False) -> int:
+    """Load ``filename`` into the ``DSNet`` ``module``, all tensors or an error.
+
+    The module's ``load_state_dict`` renames reference / PaddleClas keys (``DSNet`` converts
+    whatever is loaded into it); when the weights do not fit, the error counts and names the
+    mismatches and gives the likely fix (:func:`explain_mismatch`).
+
+    Args:
+        prefix: keep only the keys under it and strip it (``'backbone.'`` for a classifier or a
+            detector checkpoint); None takes the whole dict; ``'auto'`` is ``'backbone.'`` when
+            the file has such keys, else None.
+        from_pretrained_arg: the file was named by mmseg's ``model.pretrained``: the errors
+            say so, since that is often a leftover of a base config.
+    Returns:
+        the number of tensors loaded.
+    """
+    missing_hint = PRETRAINED_ARG_HINT if from_pretrained_arg else None
+    sd = extract_state_dict(read_checkpoint(filename, map_location, missing_hint))
+    if prefix == 'auto':
+        prefix = 'backbone.' if any(k.startswith('backbone.') for k in sd) else None
+    name = f'checkpoint {filename!r}' + (f' (prefix {prefix!r})' if prefix else '')
+    if prefix:
+        prefix = prefix if prefix.endswith('.') else prefix + '.'
+        sub = OrderedDict((k[len(prefix):], v) for k, v in sd.items() if k.startswith(prefix))
+        if not sub:
+            raise ValueError(
+                f'no tensor in {filename!r} starts with prefix {prefix!r}; its keys start with '
+                f'{key_prefixes(sd)}. Likely fix: set init_cfg prefix to one of those (e.g. '
+                "prefix='backbone.' for an mmpretrain/mmdet checkpoint), prefix=None for a bare "
+                'backbone or reference DS-Net file, or convert it with '
+                'tools/model_converters/dsnet_to_mmpretrain.py.')
+        sd = sub
+    try:
+        module.load_state_dict(sd, strict=True)
+    except (RuntimeError, ValueError):   # ValueError: DSNet refused a DS-Net of another arch
+        # Say what does not fit, in the names the module converted to (a failed load, so
+        # the conversion runs again here only to explain it).
+        check_state_dict_fits(module, checkpoint_filter_fn(sd, module), name,
+                              partial(explain_mismatch, module,
+                                      from_pretrained_arg=from_pretrained_arg))
+        raise
+    if logger is None:
+        from mmengine.logging import MMLogger
+        logger = MMLogger.get_current_instance()
+    n = len(module.state_dict())
+    logger.info(f'{module.__class__.__name__}: loaded all {n} tensors from {name}')
+    return n
