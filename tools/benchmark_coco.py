@@ -26,12 +26,33 @@ from dsnet_mm.apis import (BenchmarkError, check_dataset, coco_ap_columns, count
                           markdown, measure_speed)
 
 
+def likely_fix(model, state_dict):
+    """Why a checkpoint does not fit the detector ``model``, when DS-Net's keys tell: backbone
+    (ImageNet) weights given as the detector's, or a DS-Net backbone of another arch."""
+    from dsnet_mm.models import DSNet
+    from dsnet_mm.models.backbones.dsnet_checkpoint import (DS_BLOCK_KEY_RE, arch_mismatch,
+                                                            checkpoint_filter_fn,
+                                                            has_reference_names)
+    backbone = getattr(model, 'backbone', None)
+    if not isinstance(backbone, DSNet):
+        return None
+    if has_reference_names(state_dict) or any(DS_BLOCK_KEY_RE.match(k) for k in state_dict):
+        return ('these are DS-Net backbone weights (an ImageNet classifier or reference file), '
+                'not a trained detector: they go in the backbone\'s init_cfg to start training, '
+                "e.g. --cfg-options model.backbone.init_cfg.type=Pretrained "
+                'model.backbone.init_cfg.checkpoint=FILE model.backbone.init_cfg.prefix=auto; '
+                'benchmark the checkpoint that training the detector writes')
+    sub = {k[len('backbone.'):]: v for k, v in state_dict.items() if k.startswith('backbone.')}
+    return arch_mismatch(checkpoint_filter_fn(sub, backbone), backbone) if sub else None
+
+
 def check_checkpoint(model, ckpt_path):
     """Clear errors for a missing / corrupt checkpoint or one of another model."""
     from dsnet_mm.utils import check_state_dict_fits, extract_state_dict, read_checkpoint
     try:
         ckpt = read_checkpoint(ckpt_path)
-        check_state_dict_fits(model, extract_state_dict(ckpt), f'checkpoint {ckpt_path!r}')
+        check_state_dict_fits(model, extract_state_dict(ckpt), f'checkpoint {ckpt_path!r}',
+                              lambda sd, *mismatches: likely_fix(model, sd))
     except (FileNotFoundError, RuntimeError, ValueError, TypeError) as e:
         raise BenchmarkError(str(e)) from None
 

@@ -37,6 +37,13 @@ def _dataset_paths(cfg):
 def check_dataset(cfg, cfg_path):
     """Raise :class:`BenchmarkError` naming every missing part of the config's test data and how
     to get it, before a runner fails on it deep inside a dataset."""
+    missing = [k for k in ('test_dataloader', 'test_evaluator') if not cfg.get(k)]
+    if missing:
+        raise BenchmarkError(
+            f'{cfg_path} has no {" and no ".join(missing)}: the benchmark evaluates a config\'s '
+            'test split. Use a detection config that defines both (configs/*.py, '
+            'configs/embedded/*.py), or add them to this one (e.g. test_dataloader = '
+            'val_dataloader; test_evaluator = val_evaluator).')
     ann, img, ev_ann = _dataset_paths(cfg)
     problems = []
     if ann and not osp.isfile(ann):

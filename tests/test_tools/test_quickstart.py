@@ -13,7 +13,7 @@ import torch
 
 import dsnet_mm  # noqa: F401
 from helpers import (QUICKSTART_CONFIG, ROOT, make_shapes, make_tiny_shapes, mmdet_tool, run,
-                     subprocess_env, tool_module, write_tiny_config)
+                     subprocess_env, tool_module, write_source, write_tiny_config)
 
 BENCHMARK = osp.join(ROOT, 'tools', 'benchmark_coco.py')
 
@@ -81,40 +81,50 @@ def tiny_cfg(tmp_path_factory):
     return write_tiny_config(d / 'cfg.py', data, max_epochs=1), d
 
 
-def _random_init_checkpoint(cfg_path, out):
-    """A checkpoint of the config's own (untrained) model: evaluation runs, AP is ~0."""
+def _random_init_checkpoint(cfg_path, out, **backbone):
+    """A checkpoint of the config's own (untrained) model, its backbone changed by ``backbone``:
+    evaluation runs, AP is ~0."""
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmdet.registry import MODELS
     init_default_scope('mmdet')
-    model = MODELS.build(Config.fromfile(cfg_path).model)
+    model_cfg = Config.fromfile(cfg_path).model
+    model_cfg.backbone.update(backbone)
+    model = MODELS.build(model_cfg)
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, out)
     return str(out)
 
 
 @pytest.fixture(scope='module')
-def benchmark_run(tiny_cfg):
+def benchmark_run(tiny_cfg, reference):
     """One run of tools/benchmark_coco.py: the config's own untrained model (evaluated), then
-    three checkpoints it must refuse with a clear error (another model's, a truncated one, a
-    missing one). -> (process, out dir)."""
+    six pairs it must refuse with a clear error: another model's checkpoint, a truncated one, a
+    missing one, a detector whose DS-Net has other depths, ImageNet backbone weights given as
+    the detector's, and a config without a test split. -> (process, out dir)."""
     cfg, d = tiny_cfg
     good = _random_init_checkpoint(cfg, d / 'init.pth')
     bad = d / 'other.pth'
     torch.save({'state_dict': {'backbone.foo.weight': torch.zeros(3)}}, bad)
     truncated = d / 'truncated.pth'
     truncated.write_bytes(open(bad, 'rb').read()[:100])
+    shallow = _random_init_checkpoint(cfg, d / 'shallow.pth', arch=dict(
+        channels=[64, 128, 320, 512], depths=[1, 1, 1, 1], num_heads=[1, 2, 5, 8]))
+    imagenet = write_source(reference, 'paddle', d / 'DSNet_tiny_pretrained.pdparams')
+    no_test = d / 'no_test.py'
+    no_test.write_text(f'_base_ = [{str(cfg)!r}]\ntest_dataloader = None\ntest_evaluator = None\n')
     out = d / 'bench'
     p = run([sys.executable, BENCHMARK, '--pair', cfg, good, '--pair', cfg, bad,
-             '--pair', cfg, truncated, '--pair', cfg, d / 'missing.pth', '--out-dir', out,
+             '--pair', cfg, truncated, '--pair', cfg, d / 'missing.pth', '--pair', cfg, shallow,
+             '--pair', cfg, imagenet, '--pair', no_test, good, '--out-dir', out,
              '--speed-images', '2'], env=subprocess_env(), timeout=600)
     return p, out
 
 
 def test_benchmark_evaluates_and_writes_table(benchmark_run):
     p, out = benchmark_run
-    assert p.returncode == 1, p.output[-4000:]   # the three bad checkpoints
+    assert p.returncode == 1, p.output[-4000:]   # the six bad pairs
     res = json.load(open(out / 'benchmark.json'))
-    assert len(res['results']) == 1 and len(res['failures']) == 3, res
+    assert len(res['results']) == 1 and len(res['failures']) == 6, res
     r = res['results'][0]
     for task in ('bbox', 'segm'):
         for k in ('mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l'):
@@ -132,8 +142,14 @@ def test_benchmark_wrong_checkpoint_is_a_clear_error(benchmark_run):
     assert 'does not fit' in p.stderr and 'missing' in p.stderr
     assert 'truncated, corrupt' in p.stderr
     assert 'checkpoint not found' in p.stderr
+    # a DS-Net of other depths: both archs named, not just a count of matching tensors
+    assert 'this checkpoint is a custom DS-Net (channels 64, 128, 320, 512; depths 1, 1, 1, 1)' \
+        in p.stderr and 'the model is DS-Net-T' in p.stderr
+    # ImageNet weights as the detector's: where they go instead
+    assert 'these are DS-Net backbone weights' in p.stderr and 'init_cfg' in p.stderr
+    assert 'no_test.py has no test_dataloader and no test_evaluator' in p.stderr
     assert 'Traceback' not in p.stderr
-    assert '(1 evaluated, 3 failed)' in p.stdout
+    assert '(1 evaluated, 6 failed)' in p.stdout
 
 
 def test_benchmark_missing_data_says_where_and_how(tiny_cfg, tmp_path):
