@@ -65,7 +65,7 @@ else
     log "step 2/4: resuming the interrupted run from $(cat "$WORK_DIR/last_checkpoint")"
   else
     log "step 2/4: training Mask R-CNN + DS-Net-T from scratch, $MAX_EPOCHS epochs on $DEVICE" \
-        "(15-30 min on 2 idle CPU cores; progress every 10 iterations)"
+        "(10-15 min on one CPU core; progress every 10 iterations)"
   fi
   "$MIM" train "$MIM_MMDET" "$CONFIG" --work-dir "$WORK_DIR" "${RESUME[@]}" 2>&1 \
     | grep --line-buffered -E "Epoch\(|Saving checkpoint|resumed epoch|coco/|Error|Traceback|^  File|Exception|Killed|bbox_mAP|segm_mAP" \
