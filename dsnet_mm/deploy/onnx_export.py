@@ -41,6 +41,9 @@ def export_onnx(deploy_cfg, model_cfg, checkpoint=None, work_dir=None, img=None,
         raise FileNotFoundError(f'checkpoint not found: {checkpoint!r}')
     if checkpoint is None and not quiet:
         print('[export] no checkpoint given: exporting random weights', flush=True)
+    if checkpoint is not None:   # mmdeploy reads it with torch.load: a runner checkpoint needs
+        from ..utils import allow_mmengine_checkpoints   # mmengine's classes allowed
+        allow_mmengine_checkpoints()
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')   # tracer warnings: expected for a traced export
         torch2onnx(img, work_dir, save_file, deploy_cfg=deploy, model_cfg=model,

@@ -99,6 +99,9 @@ def main(argv=None):
     model = MODELS.build(cfg.model).eval()
     if args.checkpoint:
         from mmengine.runner import load_checkpoint
+
+        from dsnet_mm.utils import allow_mmengine_checkpoints
+        allow_mmengine_checkpoints()   # runner checkpoints load under weights_only=True
         load_checkpoint(model, args.checkpoint, map_location='cpu')
     else:
         random_detector_weights_(model, probe_hw=(h // 2, w // 2))
