@@ -110,7 +110,7 @@ class DSNetTimm(DSNet):
         self.drop_rate = drop_rate
         self.feature_info = [dict(num_chs=c, reduction=s, module=f'stages.{i}')
                              for i, (c, s) in enumerate(zip(self.channels, self.strides))]
-        self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
+        self.global_pool = self._make_pool(global_pool)
         self.head_drop = nn.Dropout(drop_rate)
         self.head = self._make_head(num_classes)
         # timm models are initialised when built; an OpenMMLab parent's init_weights (mmpretrain's
@@ -118,7 +118,16 @@ class DSNetTimm(DSNet):
         self._init_reference_weights()
         self._is_init = True
 
+    @staticmethod
+    def _make_pool(global_pool: str) -> nn.Module:
+        # '' keeps the map (B, C, H, W), as timm's classifier heads do without pooling
+        return SelectAdaptivePool2d(pool_type=global_pool, flatten=bool(global_pool))
+
     def _make_head(self, num_classes: int) -> nn.Module:
+        if num_classes > 0 and not self.global_pool.pool_type:
+            raise ValueError(f'global_pool=\'\' keeps the (B, C, H, W) map, which a Linear '
+                             f'classifier cannot take: give num_classes=0 with it, or a pool '
+                             f"type ('avg', 'max', 'avgmax', 'catavgmax'); got num_classes={num_classes}")
         if num_classes <= 0:
             return nn.Identity()
         head = nn.Linear(self.num_features * self.global_pool.feat_mult(), num_classes)
@@ -156,7 +165,7 @@ class DSNetTimm(DSNet):
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None):
         self.num_classes = num_classes
         if global_pool is not None:
-            self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
+            self.global_pool = self._make_pool(global_pool)
         self.head = self._make_head(num_classes)
 
     def _to_internal(self, x):
