@@ -93,6 +93,8 @@ def test_bad_arguments_say_what_to_give():
         timm.create_model('dsnet_huge')
     with pytest.raises(ValueError, match=r'4 feature stages \(reductions 4, 8, 16, 32\)'):
         timm.create_model('dsnet_tiny', features_only=True, out_indices=(0, 4))
+    with pytest.raises(ValueError, match=r'out_indices=5: an int means the last n stages'):
+        timm.create_model('dsnet_tiny', features_only=True, out_indices=5)
     with pytest.raises(ValueError, match='names a stage twice'):
         timm.create_model('dsnet_tiny', features_only=True, out_indices=(3, -1))
     with pytest.raises(TypeError, match='features_only=True'):

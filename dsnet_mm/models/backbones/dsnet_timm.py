@@ -307,8 +307,7 @@ def _forget_weights(model: nn.Module):
 
 def _create_dsnet(variant: str, pretrained: bool = False, **kwargs) -> nn.Module:
     out_indices = kwargs.pop('out_indices', (0, 1, 2, 3))
-    if kwargs.get('features_only'):
-        _take_indices(out_indices)   # a clear error now rather than an assert inside timm
+    _take_indices(out_indices)   # a clear error now rather than an assert inside timm
     if pretrained:
         kwargs = _weights_in_memory(variant, kwargs)
     model = build_model_with_cfg(
