@@ -5,7 +5,7 @@ The OpenMMLab stack is installed by ``tools/setup_env.sh`` (``STACK=upstream`` o
 upstream and OneDL ship the same import names under different distribution names (``mmengine`` vs
 ``onedl-mmengine``), so naming either would pull it into an environment of the other stack beside
 the one there. ``import dsnet_mm`` says what is missing instead. The extras name each stack's
-packages (unpinned; the pins are in ``requirements/stacks/``).
+packages, and ``timm`` the optional timm models (unpinned; the pins are in ``requirements/stacks/``).
 """
 import os.path as osp
 
@@ -39,7 +39,9 @@ setup(
                      'regex'],
         'onedl': ['onedl-mmengine', 'onedl-mmdetection', 'onedl-mmsegmentation', 'onedl-mmpretrain',
                   'pycocotools', 'ftfy', 'regex'],
-        'tests': ['pytest', 'onnx', 'onnxruntime'],
+        # DS-Net in timm (`import dsnet_mm.timm`); `import dsnet_mm` never needs it
+        'timm': ['timm'],
+        'tests': ['pytest', 'onnx', 'onnxruntime', 'timm'],
     },
     zip_safe=False,
 )

@@ -169,6 +169,8 @@ def load_cfg(path):
 def build_model(cfg, scope):
     from mmengine.registry import DefaultScope
     cfg.model.backbone.init_cfg = None          # no checkpoint (no download) in tests
+    if cfg.model.backbone.get('type') == 'mmpretrain.TIMMBackbone':   # timm loads at build time
+        cfg.model.backbone.pretrained = False
     if 'pretrained' in cfg.model:
         cfg.model.pretrained = None
     if cfg.get('data_preprocessor') is not None:   # as mmengine's Runner does

@@ -51,6 +51,24 @@ def test_config_list_is_complete():
 
 
 # ---------------------------------------------------------------------------------- helpers
+def is_timm_backbone(backbone):
+    return backbone.get('type') == 'mmpretrain.TIMMBackbone'
+
+
+def backbone_weights(backbone):
+    """The ImageNet file a config's backbone loads: its init_cfg checkpoint, or for timm's DS-Net
+    (mmpretrain's TIMMBackbone, ``pretrained=True``) the URL of the model's pretrained_cfg."""
+    if is_timm_backbone(backbone):
+        import timm
+
+        import dsnet_mm.timm  # noqa: F401  (registers the timm models)
+        if not backbone.get('pretrained'):
+            return 'none (trained from scratch)'
+        return timm.models.get_pretrained_cfg(backbone.model_name).url
+    init = backbone.get('init_cfg')
+    return init['checkpoint'] if init else 'none (trained from scratch)'
+
+
 def cls_batch(size=96):
     from mmpretrain.structures import DataSample
     g = torch.Generator().manual_seed(0)
@@ -149,8 +167,12 @@ def test_config_trains_one_step_and_predicts(path):
     if path.startswith(('configs/mask', 'configs/cascade', 'configs/retina', 'configs/imagenet',
                         'configs/ade20k')):
         # our release configs start from PaddleClas's ImageNet weights of their own variant
-        init = cfg.model.backbone.init_cfg
-        if 'imagenet' not in path:
+        if is_timm_backbone(cfg.model.backbone):
+            assert cfg.model.backbone.pretrained is True
+            arch = cfg.model.backbone.model_name.split('_')[1]
+            assert backbone_weights(cfg.model.backbone) == PADDLECLAS_URL.format(arch)
+        elif 'imagenet' not in path:
+            init = cfg.model.backbone.init_cfg
             arch = {'t': 'tiny', 's': 'small', 'b': 'base'}.get(cfg.model.backbone.arch,
                                                               cfg.model.backbone.arch)
             assert init['type'] == 'Pretrained' and init['prefix'] == 'auto'
@@ -293,10 +315,9 @@ def test_model_index_lists_every_config():
                     f"{m['Name']}: metrics we did not measure must be marked paper-reported"
             assert m['Metadata']['Parameters'] > 0 and m['Metadata']['FLOPs'] > 0, m['Name']
             cfg, _ = load_cfg(m['Config'])
-            init = cfg.model.backbone.init_cfg
             if 'Backbone weights' in m['Metadata']:   # the file the config really loads
-                want = init['checkpoint'] if init else 'none (trained from scratch)'
-                assert m['Metadata']['Backbone weights'] == want, m['Name']
+                assert m['Metadata']['Backbone weights'] == backbone_weights(cfg.model.backbone), \
+                    m['Name']
             if 'Weights' in m:                          # ImageNet: PaddleClas's, marked third-party
                 arch = cfg.model.backbone.arch
                 assert m['Weights'] == PADDLECLAS_URL.format(

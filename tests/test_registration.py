@@ -37,6 +37,8 @@ allowed = {id(g[0] if isinstance(g, tuple) else g) for g in torch.serialization.
 ours = [g for g in mmengine_checkpoint_globals()
         if id(g[0] if isinstance(g, tuple) else g) in allowed]
 assert not ours, f'torch allow-list extended at import: {ours}'
+import sys
+assert 'timm' not in sys.modules, 'import dsnet_mm imported timm (optional: dsnet_mm.timm needs it)'
 import dsnet_mm.utils.config_scopes   # what the ADE20K configs import: the scope fix, only there
 print('registers only', MODULE2PACKAGE['mmseg'])
 '''

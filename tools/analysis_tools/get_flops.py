@@ -48,6 +48,8 @@ def parse_args():
 def build(cfg):
     scope = cfg.get('default_scope', 'mmdet')
     cfg.model.backbone.init_cfg = None
+    if cfg.model.backbone.get('type') == 'mmpretrain.TIMMBackbone':   # timm loads at build time
+        cfg.model.backbone.pretrained = False
     if 'pretrained' in cfg.model:
         cfg.model.pretrained = None
     if cfg.get('data_preprocessor') is not None:

@@ -729,13 +729,7 @@ class DSNet(BaseModule):
             MMLogger.get_current_instance().warning(
                 'DSNet: no pre-trained weights (no Pretrained in init_cfg), training starts from '
                 'scratch')
-            for m in self.modules():
-                if isinstance(m, nn.Linear):
-                    trunc_normal_(m.weight, std=.02)
-                    nn.init.zeros_(m.bias)
-                elif isinstance(m, nn.LayerNorm):
-                    nn.init.ones_(m.weight)
-                    nn.init.zeros_(m.bias)
+            self._init_reference_weights()
         if others:
             initialize(self, others)
         if pretrained:
@@ -744,6 +738,17 @@ class DSNet(BaseModule):
                                    map_location=cfg.get('map_location', 'cpu'),
                                    from_pretrained_arg=self._weights_from_pretrained_arg)
         self._is_init = True
+
+    def _init_reference_weights(self):
+        """The reference's initialisation: Linear trunc_normal std 0.02 with zero bias, LayerNorm
+        1 / 0; convolutions and BatchNorm keep PyTorch's defaults."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                trunc_normal_(m.weight, std=.02)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args, **kwargs):
         """Every way of loading weights into DSNet (``load_state_dict``, mmengine's
