@@ -1,5 +1,6 @@
 """DS-Net for OpenMMLab. ``import dsnet_mm`` (or ``custom_imports``) registers ``DSNet`` and
-``DSFPN`` in the mmdet, mmseg and mmpretrain ``MODELS`` registries, and does nothing else.
+``DSFPN`` in the mmdet, mmseg and mmpretrain ``MODELS`` registries (and ``DetMaskTTAModel``, the
+detectors' test-time augmentation, in mmdet's), and does nothing else.
 
 What some runs need besides is applied where it is needed: the OneDL ``mmseg::`` config scope by
 the ADE20K configs (``dsnet_mm.utils.config_scopes``), torch's ``weights_only`` allow-list for

@@ -4,14 +4,15 @@ Each library is registered on its own and guarded with ``except Exception``: a m
 raises ImportError, but a broken one raises anything (a torchvision built for another torch raises
 RuntimeError, mmdet with the wrong mmcv raises AssertionError), and it must never stop the others.
 So is each class: ``DSNet`` needs only ``<lib>.registry`` (cheap, no compiled mmcv ops), while
-``DSFPN`` extends mmdet's ``FPN`` and so imports ``mmdet.models``.
+``DSFPN`` extends mmdet's ``FPN`` and ``DetMaskTTAModel`` its ``DetTTAModel``, and so import
+``mmdet.models``.
 """
 import importlib
 import warnings
 
 # scope -> classes that make sense there (names come from the classes themselves).
 _TARGETS = {
-    'mmdet': ('DSNet', 'DSFPN'),
+    'mmdet': ('DSNet', 'DSFPN', 'DetMaskTTAModel'),   # the last: `--tta` of the detectors
     'mmseg': ('DSNet', 'DSFPN'),
     'mmpretrain': ('DSNet', ),
 }

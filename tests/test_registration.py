@@ -1,8 +1,8 @@
-"""What ``import dsnet_mm`` does: it registers DSNet and DSFPN, and nothing else. mmengine's
-checkpoint loaders, its distributed init and its config-scope table (``MODULE2PACKAGE``) stay
-mmengine's, torch's ``weights_only`` allow-list stays torch's. What the configs ask for
-(``AtomicCheckpointHook``, ``dsnet_mm.engine.cpu_distributed``, ``dsnet_mm.utils.config_scopes``)
-happens only where they ask, and says so once."""
+"""What ``import dsnet_mm`` does: it registers DSNet, DSFPN and DetMaskTTAModel, and nothing else.
+mmengine's checkpoint loaders, its distributed init and its config-scope table
+(``MODULE2PACKAGE``) stay mmengine's, torch's ``weights_only`` allow-list stays torch's. What the
+configs ask for (``AtomicCheckpointHook``, ``dsnet_mm.engine.cpu_distributed``,
+``dsnet_mm.utils.config_scopes``) happens only where they ask, and says so once."""
 import sys
 
 import torch
@@ -29,7 +29,8 @@ from mmengine.config.utils import MODULE2PACKAGE
 table = dict(MODULE2PACKAGE)
 import dsnet_mm, dsnet_mm.engine
 from dsnet_mm.registry import registered_scopes
-assert registered_scopes() == {'mmdet': ['DSNet', 'DSFPN'], 'mmseg': ['DSNet', 'DSFPN'],
+assert registered_scopes() == {'mmdet': ['DSNet', 'DSFPN', 'DetMaskTTAModel'],
+                               'mmseg': ['DSNet', 'DSFPN'],
                                'mmpretrain': ['DSNet']}, registered_scopes()
 assert dict(MODULE2PACKAGE) == table, 'the config scope table changed'
 from dsnet_mm.utils.safe_load import mmengine_checkpoint_globals

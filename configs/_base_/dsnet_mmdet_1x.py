@@ -1,10 +1,12 @@
 # Base fragment of the DS-Net mmdet configs (not a config to train by itself): the plugin import,
-# the DS-Net backbone (./dsnet_backbone.py) with mmdet's BN settings, and the AdamW 1x schedule of
-# the Swin / ConvNeXt detection recipes. The 3x recipe: ./dsnet_mmdet_ms-3x.py.
+# the DS-Net backbone (./dsnet_backbone.py) with mmdet's BN settings, the AdamW 1x schedule of
+# the Swin / ConvNeXt detection recipes, and flip + multi-scale test-time augmentation for
+# `mim test ... --tta` (./dsnet_tta.py). The 3x recipe: ./dsnet_mmdet_ms-3x.py.
 _base_ = [
     'mmdet::_base_/schedules/schedule_1x.py',
     'mmdet::_base_/default_runtime.py',
     './dsnet_backbone.py',
+    './dsnet_tta.py',
 ]
 
 custom_imports = dict(imports=['dsnet_mm', 'dsnet_mm.engine'], allow_failed_imports=False)

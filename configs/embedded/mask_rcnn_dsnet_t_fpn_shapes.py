@@ -74,6 +74,25 @@ test_pipeline = [
     dict(type='PackDetInputs',
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
+# `mim test mmdet CONFIG CHECKPOINT --tta`: 3 scales around the 128 px the model learnt at x
+# {flipped, not flipped} = 6 views, merged by class-wise NMS; DetMaskTTAModel keeps the masks too
+# (as configs/_base_/dsnet_tta.py for COCO)
+tta_model = dict(
+    type='DetMaskTTAModel',
+    tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=50))
+tta_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(
+        type='TestTimeAug',
+        transforms=[
+            [dict(type='Resize', scale=(s, s), keep_ratio=True) for s in (112, 128, 160)],
+            [dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)],
+            [dict(type='LoadAnnotations', with_bbox=True)],
+            [dict(type='PackDetInputs',
+                  meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor',
+                             'flip', 'flip_direction'))],
+        ])
+]
 shapes = dict(type=dataset_type, data_root=data_root, metainfo=metainfo)   # both splits
 train_dataloader = dict(
     batch_size=batch_size,

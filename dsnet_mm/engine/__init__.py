@@ -8,6 +8,8 @@ downstream scope finds them). Configs import them with
 * ``DeviceAwareDDP`` + ``dsnet_mm.engine.cpu_distributed`` (a separate ``custom_imports``
   entry): ``--launcher pytorch`` on CPUs (gloo).
 * ``BF16OptimWrapper``: bfloat16 autocast training, on a CPU too (``AmpOptimWrapper`` needs a GPU).
+* ``BackboneLayerDecayOptimWrapperConstructor`` (``dsnet_mm.engine.layer_decay``, a separate
+  ``custom_imports`` entry: it needs mmpretrain): layer-wise lr decay for detectors and segmentors.
 
 Importing this package changes nothing in mmengine; it only registers these classes.
 """

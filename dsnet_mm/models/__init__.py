@@ -1,6 +1,6 @@
 from .backbones import DSNet, checkpoint_filter_fn, set_fused_attn
 
-__all__ = ['DSNet', 'DSFPN', 'checkpoint_filter_fn', 'set_fused_attn']
+__all__ = ['DSNet', 'DSFPN', 'DetMaskTTAModel', 'checkpoint_filter_fn', 'set_fused_attn']
 
 
 def __getattr__(name):
@@ -8,4 +8,7 @@ def __getattr__(name):
     if name == 'DSFPN':
         from .necks import DSFPN
         return DSFPN
+    if name == 'DetMaskTTAModel':   # extends mmdet's DetTTAModel: imported on first use too
+        from .test_time_augs import DetMaskTTAModel
+        return DetMaskTTAModel
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -713,6 +713,45 @@ class DSNet(BaseModule):
                     m.eval()
         return self
 
+    # -------------------------------------------------------------------- layer-wise lr decay
+    def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
+        """The depth of a parameter for layer-wise learning-rate decay, numbered as mmpretrain's
+        Swin Transformer numbers its own: one layer per DS-Block.
+
+        * ``patch_embeds.0`` (the stem): 0.
+        * block ``j`` of stage ``i``: ``sum(depths[:i]) + j + 1`` (1 to ``sum(depths)``).
+        * ``patch_embeds.i`` (i >= 1, the downsampling between stages ``i - 1`` and ``i``): the
+          last block of stage ``i - 1``, as Swin's patch merging at the end of a stage. It is
+          also frozen with that stage (``frozen_stages``).
+        * ``norm`` (after the last block) and any parameter outside the backbone (neck, heads):
+          ``sum(depths) + 1 = max_layer_id - 1``, the full learning rate.
+
+        mmpretrain's ``LearningRateDecayOptimWrapperConstructor`` scales the learning rate of
+        a parameter by ``layer_decay_rate ** (max_layer_id - layer_id - 1)``.
+
+        Args:
+            param_name (str): name of the parameter, e.g. ``'backbone.stages.2.3.ffn.fc1.weight'``.
+            prefix (str): prefix of the backbone's parameters in ``param_name``, e.g.
+                ``'backbone.'`` for a detector's. A name without it is outside the backbone.
+                Defaults to ``''``.
+
+        Returns:
+            Tuple[int, int]: ``(layer_id, max_layer_id)``, with ``0 <= layer_id < max_layer_id``
+            and ``max_layer_id = sum(depths) + 2``.
+        """
+        depths = self.arch_settings['depths']
+        max_layer_id = sum(depths) + 2
+        if not param_name.startswith(prefix):
+            return max_layer_id - 1, max_layer_id    # neck, heads: after the backbone
+        parts = param_name[len(prefix):].split('.')
+        if parts[0] == 'patch_embeds':
+            stage = int(parts[1])
+            return sum(depths[:stage]), max_layer_id   # the stem: 0
+        if parts[0] == 'stages':
+            stage, block = int(parts[1]), int(parts[2])
+            return sum(depths[:stage]) + block + 1, max_layer_id
+        return max_layer_id - 1, max_layer_id   # the final norm
+
     # -------------------------------------------------------------------- weights
     def init_weights(self):
         """DS-Net's own initialisation, then ``init_cfg`` as mmengine defines it: a dict or a
