@@ -28,7 +28,8 @@ def test_convert_and_get_the_same_outputs(layout, reference, image, tmp_path):
     ext = '.pdparams' if layout == 'paddle' else '.pth'
     src = write_source(reference, layout, tmp_path / f'DSNet_tiny_pretrained{ext}')
     dst = tmp_path / 'out' / 'dsnet_t_in1k.pth'
-    out = run_converter('dsnet_to_mmpretrain.py', src, dst)
+    # once as a user runs it; the other layouts call its main() in this process
+    out = run_converter('dsnet_to_mmpretrain.py', src, dst, as_script=layout == 'paddle')
     assert out.returncode == 0, out.stderr
     assert 'DS-Net-tiny' in out.stdout and 'verified with strict=True' in out.stdout
 
@@ -68,7 +69,8 @@ def test_variant_is_detected(tmp_path):
 def test_roundtrip_back_to_the_reference_layout(reference, tmp_path):
     src = write_source(reference, 'deit', tmp_path / 'ref.pth')
     assert run_converter('dsnet_to_mmpretrain.py', src, tmp_path / 'mm.pth').returncode == 0
-    out = run_converter('mmpretrain_to_dsnet.py', tmp_path / 'mm.pth', tmp_path / 'back.pth')
+    out = run_converter('mmpretrain_to_dsnet.py', tmp_path / 'mm.pth', tmp_path / 'back.pth',
+                        as_script=True)
     assert out.returncode == 0, out.stderr
     back = torch.load(tmp_path / 'back.pth')['model']
     sd = reference.state_dict()

@@ -2,18 +2,16 @@
 for DST or SRC, a missing SRC, DST equal to SRC. Each is a clear error (exit 1), nothing is left
 behind and the input is never overwritten silently."""
 import os
-import sys
 
 import pytest
 import torch
 
 from dsnet_mm.models import DSNet
-from helpers import run, subprocess_env
+from helpers import run_converter
 
 
-def convert(script, *args):
-    p = run([sys.executable, f'tools/model_converters/{script}', *args], env=subprocess_env(),
-            timeout=300)
+def convert(script, *args, as_script=False):
+    p = run_converter(script, *args, as_script=as_script)
     return p.returncode, p.output
 
 
@@ -60,7 +58,8 @@ def test_src_that_is_a_directory_is_named_as_such(script, tmp_path):
 
 
 def test_missing_src_gets_converter_advice(tmp_path):
-    rc, output = convert('dsnet_to_mmpretrain.py', tmp_path / 'nope.pth', tmp_path / 'out.pth')
+    rc, output = convert('dsnet_to_mmpretrain.py', tmp_path / 'nope.pth', tmp_path / 'out.pth',
+                         as_script=True)
     assert rc == 1, output
     assert (f"error: checkpoint not found: '{tmp_path / 'nope.pth'}'. SRC is a reference DS-Net "
             '.pth or a PaddleClas DSNet_*_pretrained.pdparams') in output
