@@ -3,8 +3,9 @@
 # detector, cfg.tta_pipeline replaces the test pipeline). As mmdet's own TTA configs
 # (configs/retinanet/retinanet_tta.py): three scales x {flipped, not flipped} = 6 views per image,
 # merged by class-wise NMS (IoU 0.5), 100 detections kept. DetMaskTTAModel (dsnet_mm) is mmdet's
-# DetTTAModel that keeps the instance masks too (mmdet's refuses them): each kept box keeps
-# its view's mask, flipped back; box-only detectors (RetinaNet) are merged as mmdet merges them.
+# DetTTAModel that merges the instance masks too (mmdet's refuses them): flipped views' masks
+# are flipped back and each kept box gets the score-weighted vote of the masks NMS merged into
+# it; box-only detectors (RetinaNet) are merged as mmdet merges them.
 tta_model = dict(
     type='DetMaskTTAModel',
     tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
