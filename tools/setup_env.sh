@@ -92,6 +92,16 @@ if [[ -z "${FORCE_REINSTALL:-}" && -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]
 fi
 rm -f "$STAMP"
 
+# A new environment takes ~6 GB (torch with its CUDA libraries ~5 GB): say so before pip fails
+# half-way with "No space left on device".
+if ! "$VPY" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("torch") is None)' 2>/dev/null; then
+  need_gb="${SETUP_MIN_FREE_GB:-7}"
+  free_kb="$(df -Pk "$VENV" | awk 'NR == 2 {print $4}')"
+  if [[ -n "$free_kb" ]] && (( free_kb < need_gb * 1024 * 1024 )); then
+    die "$(awk -v k="$free_kb" 'BEGIN {printf "%.1f", k / 1048576}') GB free on the file system of $VENV; a new environment needs about $need_gb GB (torch with its CUDA libraries ~5 GB, and pip unpacks beside them). Free space there, or put the environment on another disk: VENV=/path/with/space bash tools/setup_env.sh"
+  fi
+fi
+
 # ---------------------------------------------------------------- build tooling + torch
 log "[1/5] pip, setuptools, wheel, packaging (as $(basename "$STACK_PINS") pins them: mmcv's build needs them)"
 "${PIP[@]}" install -q -c "$CONSTRAINTS" --upgrade "pip>=23" setuptools wheel packaging

@@ -278,6 +278,22 @@ def test_torch_build_for_a_too_old_driver(repo_root, tmp_path):
     assert 'CPU_ONLY=1' in res.stderr
 
 
+def test_setup_stops_before_filling_the_disk(repo_root, tmp_path, stack):
+    """A new environment on a disk with less free space than torch needs: the set-up stops
+    before pip (which would fail half-way with 'No space left on device'), says how much is
+    free and where, and how to put the environment elsewhere."""
+    venv = tmp_path / 'venv'
+    env = dict(os.environ, VENV=str(venv), STACK=stack,
+               SETUP_MIN_FREE_GB='100000')   # more than any disk here has
+    out = run(['bash', 'tools/setup_env.sh'], repo_root, env=env, timeout=300)
+    assert out.returncode == 1, out.output[-3000:]
+    assert re.search(rf'[0-9.]+ GB free on the file system of {re.escape(str(venv))}; a new '
+                     r'environment needs about 100000 GB', out.stderr), out.stderr
+    assert 'VENV=/path/with/space bash tools/setup_env.sh' in out.stderr
+    assert '[1/5]' not in out.stdout and 'torch' not in os.listdir(
+        next((venv / 'lib').iterdir()) / 'site-packages')
+
+
 @pytest.mark.skipif(__import__('torch').cuda.is_available(),
                     reason='a GPU is usable here: a fake driver cannot stand for an unusable one')
 def test_setup_stops_when_torch_cannot_use_the_driver(repo_root, venv_python, tmp_path, stack):
