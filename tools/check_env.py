@@ -116,16 +116,11 @@ def check_torch():
 
 
 def _driver_cuda():
-    """The CUDA version the NVIDIA driver reports ('12.2'), or None without a driver."""
-    exe = shutil.which('nvidia-smi')
-    if not exe:
-        return None
-    try:
-        out = subprocess.run([exe], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    m = re.search(r'CUDA Version:\s*(\d+\.\d+)', out.stdout)
-    return m.group(1) if out.returncode == 0 and m else None
+    """The CUDA version the NVIDIA driver reports ('12.2'), or None without a driver: read by
+    tools/torch_cuda.py, run rather than imported (no tool imports another; stdlib only, fast)."""
+    out = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'torch_cuda.py'), 'driver'],
+                         capture_output=True, text=True, timeout=120, check=True)
+    return out.stdout.strip() or None
 
 
 def check_device():

@@ -2,8 +2,10 @@
 
     python tools/torch_cuda.py plan 2.13.0 0.28.0   # before torch is installed (stdlib only)
     python tools/torch_cuda.py verify               # after, with the environment's python
+    python tools/torch_cuda.py driver               # the driver's CUDA version ('' without one)
 
-``tools/setup_env.sh`` calls both; ``tools/check_env.py`` runs ``verify`` as its device check.
+``tools/setup_env.sh`` calls ``plan`` and ``verify``; ``tools/check_env.py`` runs ``driver`` for its
+device check.
 ``plan`` reads the driver's CUDA version from ``nvidia-smi`` and prints shell assignments
 (``TORCH_CUDA``, ``TORCH_INDEX``, ``TORCH_SPEC``, ``TORCHVISION_SPEC``): the package index build when there is no driver or the driver runs it, otherwise the
 download.pytorch.org build of the same torch version for the driver's CUDA major version.
@@ -133,6 +135,9 @@ def main(argv):
         return plan(argv[1], argv[2])
     if argv == ['verify']:
         return verify()
+    if argv == ['driver']:
+        print(driver_cuda_version() or '')
+        return 0
     print(__doc__, file=sys.stderr)
     return 2
 
