@@ -7,7 +7,6 @@ pytest.ini puts the repository and tests/ on ``sys.path`` (``pythonpath``); the 
 user runs them, in a subprocess (``run``)."""
 import copy
 import functools
-import importlib
 import os
 import os.path as osp
 import pickle
@@ -183,18 +182,10 @@ def load_cfg(path):
 
 
 def build_model(cfg, scope):
-    from mmengine.registry import DefaultScope
-    cfg.model.backbone.init_cfg = None          # no checkpoint (no download) in tests
-    if cfg.model.backbone.get('type') == 'mmpretrain.TIMMBackbone':   # timm loads at build time
-        cfg.model.backbone.pretrained = False
-    if 'pretrained' in cfg.model:
-        cfg.model.pretrained = None
-    if cfg.get('data_preprocessor') is not None:   # as mmengine's Runner does
-        cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
-    registry = importlib.import_module(f'{scope}.registry').MODELS
-    with DefaultScope.overwrite_default_scope(scope):
-        model = registry.build(cfg.model)
-        model.init_weights()
+    """The config's model, randomly initialised, no checkpoint read (no download in tests)."""
+    from dsnet_mm.apis import build_without_weights
+    model, built_in = build_without_weights(cfg, init_weights=True)
+    assert built_in == scope, (built_in, scope)
     return model
 
 

@@ -1,6 +1,8 @@
 """COCO evaluation pieces of tools/benchmark_coco.py (PyTorch) and tools/deploy/eval_onnx.py
 (ONNX Runtime), so that both give the same checks, columns and table; the FLOP count of
-tools/benchmark_coco.py and tools/analysis_tools/get_flops.py."""
+tools/benchmark_coco.py and tools/analysis_tools/get_flops.py, and the weight-free model build
+of get_flops.py (and of the tests)."""
+import importlib
 import os
 import os.path as osp
 import time
@@ -55,6 +57,30 @@ def check_dataset(cfg, cfg_path):
     if problems:
         raise BenchmarkError(f'{cfg_path}: the test data is missing: ' + '; '.join(problems) +
                              f' (relative to {os.getcwd()}).\n  How to get it: {HOW_TO_GET_DATA}')
+
+
+def build_without_weights(cfg, init_weights=False):
+    """The model of ``cfg`` (an mmengine ``Config``, changed in place) built in its
+    ``default_scope`` (mmdet when it has none) with no pre-trained weights read or downloaded:
+    the backbone's ``init_cfg``, the model's ``pretrained`` and a ``TIMMBackbone``'s
+    ``pretrained`` (timm loads at build time) are cleared; the config's ``data_preprocessor``
+    reaches the model as mmengine's Runner passes it. ``init_weights``: also run the model's
+    random initialisation. -> ``(model, scope)``."""
+    from mmengine.registry import DefaultScope
+    scope = cfg.get('default_scope', 'mmdet')
+    cfg.model.backbone.init_cfg = None
+    if cfg.model.backbone.get('type') == 'mmpretrain.TIMMBackbone':
+        cfg.model.backbone.pretrained = False
+    if 'pretrained' in cfg.model:
+        cfg.model.pretrained = None
+    if cfg.get('data_preprocessor') is not None:
+        cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
+    registry = importlib.import_module(f'{scope}.registry').MODELS
+    with DefaultScope.overwrite_default_scope(scope):
+        model = registry.build(cfg.model)
+        if init_weights:
+            model.init_weights()
+    return model, scope
 
 
 def count_flops(model, inputs, forward=None):

@@ -18,16 +18,14 @@ mask heads on every proposal the RPN keeps, a number that depends on the weights
 RPN keeps a different count than a trained one), so full-detector FLOPs are only indicative.
 """
 import argparse
-import importlib
 import json
 from functools import partial
 
 import torch
 from mmengine.config import Config, DictAction
-from mmengine.registry import DefaultScope
 
 import dsnet_mm  # noqa: F401  (registers DSNet / DSFPN)
-from dsnet_mm.apis import count_flops
+from dsnet_mm.apis import build_without_weights, count_flops
 
 DEFAULT_SHAPES = {'mmdet': (800, 1280), 'mmseg': (512, 512), 'mmpretrain': (224, 224)}
 
@@ -46,19 +44,8 @@ def parse_args():
 
 
 def build(cfg):
-    scope = cfg.get('default_scope', 'mmdet')
-    cfg.model.backbone.init_cfg = None
-    if cfg.model.backbone.get('type') == 'mmpretrain.TIMMBackbone':   # timm loads at build time
-        cfg.model.backbone.pretrained = False
-    if 'pretrained' in cfg.model:
-        cfg.model.pretrained = None
-    if cfg.get('data_preprocessor') is not None:
-        cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
-    registry = importlib.import_module(f'{scope}.registry').MODELS
-    with DefaultScope.overwrite_default_scope(scope):
-        model = registry.build(cfg.model)
-    model.eval()
-    return model, scope
+    model, scope = build_without_weights(cfg)
+    return model.eval(), scope
 
 
 def count(model, scope, shape, backbone_only, full=False):
